@@ -1,0 +1,72 @@
+"""The analyses: pure functions from the model to diagnostics, one rule (one code) each.
+
+`analyse(specs)` runs every rule over every machine, plus the rules that look across files,
+and returns all findings sorted by file and position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from fsmc.dsl.diagnostics import Diagnostic
+from fsmc.dsl.model import Machine, SpecFile
+
+from .codegen import generated_name_collisions
+from .declarations import (
+    did_you_mean,
+    duplicate_events,
+    duplicate_machines,
+    duplicate_states,
+    initial_state,
+    undeclared_events,
+    undeclared_states,
+)
+from .graph import (
+    cannot_reach_final,
+    inconsistent_hooks,
+    nondeterminism,
+    state_graph,
+    transitions_from_final,
+    unreachable_states,
+    unused_states,
+)
+
+MachineRule = Callable[[Machine], Iterable[Diagnostic]]
+
+MACHINE_RULES: tuple[MachineRule, ...] = (
+    undeclared_states,
+    undeclared_events,
+    duplicate_states,
+    duplicate_events,
+    initial_state,
+    generated_name_collisions,
+    transitions_from_final,
+    nondeterminism,
+    unreachable_states,
+    cannot_reach_final,
+    unused_states,
+    inconsistent_hooks,
+)
+
+
+# Judging reachability through a misspelt name only adds noise to the real error.
+_GRAPH_RULES = frozenset({unreachable_states, cannot_reach_final, unused_states})
+
+
+def analyse_machine(machine: Machine) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for rule in MACHINE_RULES:
+        if rule in _GRAPH_RULES and any(d.code == "E101" for d in found):
+            continue
+        found.extend(rule(machine))
+    return found
+
+
+def analyse(specs: Sequence[SpecFile]) -> list[Diagnostic]:
+    """Every rule over every machine of `specs`, plus the cross-file rules."""
+    found = [d for spec in specs for machine in spec.machines for d in analyse_machine(machine)]
+    found.extend(duplicate_machines(specs))
+    return found
+
+
+__all__ = ["MACHINE_RULES", "analyse", "analyse_machine", "did_you_mean", "state_graph"]

@@ -1,0 +1,93 @@
+"""Rules about declarations and names: every name resolves, nothing is declared twice."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+
+from fsmc.dsl.diagnostics import Diagnostic, make
+from fsmc.dsl.model import Machine, Name, SpecFile, StateKind
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
+    """The nearest candidate, preferring one that differs only in case."""
+    for candidate in candidates:
+        if candidate.lower() == name.lower():
+            return f"did you mean `{candidate}`?"
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def undeclared_states(machine: Machine) -> Iterator[Diagnostic]:
+    """E101: a transition names a state that is not declared."""
+    declared = machine.state_names
+    for transition in machine.transitions:
+        for name in (transition.source, transition.target):
+            if name.text not in declared and not transition.via_star:
+                hint = did_you_mean(name.text, declared) or (
+                    f"declare it: `state {name.text}`")
+                yield make("E101", name.span, f"state `{name.text}` is not declared", hint)
+
+
+def undeclared_events(machine: Machine) -> Iterator[Diagnostic]:
+    """E102: in a machine with `events`, a transition uses an event it did not declare."""
+    if machine.events is None:
+        return
+    declared = [event.text for event in machine.events]
+    for transition in machine.transitions:
+        event = transition.event
+        if event.text not in declared:
+            hint = did_you_mean(event.text, declared) or f"add it to `events`: {event.text}"
+            yield make("E102", event.span, f"event `{event.text}` is not declared", hint)
+
+
+def duplicate_states(machine: Machine) -> Iterator[Diagnostic]:
+    """E103: a state declared twice; reported at the second declaration."""
+    first: dict[str, Name] = {}
+    for decl in machine.declarations:
+        name = decl.name
+        if name.text in first:
+            yield make("E103", name.span,
+                       f"state `{name.text}` is already declared on line {first[name.text].span.line}",
+                       "declare each state once; `initial`, `entry` and `final` already declare it")
+        else:
+            first[name.text] = name
+
+
+def duplicate_events(machine: Machine) -> Iterator[Diagnostic]:
+    """E104: `events` names one event twice."""
+    first: dict[str, Name] = {}
+    for event in machine.events or ():
+        if event.text in first:
+            yield make("E104", event.span,
+                       f"event `{event.text}` is already declared on line {first[event.text].span.line}")
+        else:
+            first[event.text] = event
+
+
+def initial_state(machine: Machine) -> Iterator[Diagnostic]:
+    """E105 / E106: exactly one `initial` per machine."""
+    initials = [d for d in machine.declarations if d.kind is StateKind.INITIAL]
+    if not initials:
+        yield make("E105", machine.name.span, f"machine `{machine.name.text}` has no initial state",
+                   "add `initial <State>`; new resources start there")
+    for extra in initials[1:]:
+        yield make("E106", extra.name.span,
+                   f"machine `{machine.name.text}` already has an initial state "
+                   f"(`{initials[0].name.text}`, line {initials[0].name.span.line})",
+                   "declare other starting states with `entry`")
+
+
+def duplicate_machines(specs: Sequence[SpecFile]) -> Iterator[Diagnostic]:
+    """E107: two machines with one name, in one file or across the files checked together."""
+    first: dict[str, Name] = {}
+    for spec in specs:
+        for machine in spec.machines:
+            name = machine.name
+            if name.text in first:
+                where = first[name.text].span
+                yield make("E107", name.span,
+                           f"machine `{name.text}` is already defined at {where.path}:{where.line}",
+                           "machine names become class names; give each one its own")
+            else:
+                first[name.text] = name

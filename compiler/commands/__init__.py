@@ -1,0 +1,9 @@
+"""One module per subcommand; each has `add_parser(subparsers)` that sets `run`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import check
+
+COMMANDS: tuple[ModuleType, ...] = (check,)

@@ -1,0 +1,57 @@
+"""What several subcommands share: reporting a checked project."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TextIO
+
+from fsmc.compiler.project import Project
+from fsmc.compiler.report import render_json, render_text, summary
+from fsmc.dsl.spans import SourceText
+
+
+def add_check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="diagnostics as text (default) or a JSON array")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the text output (auto: only on a terminal)")
+
+
+def use_colour(choice: str, stream: TextIO) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def report(project: Project, args: argparse.Namespace, out: TextIO) -> None:
+    """Print the project's diagnostics in the chosen format (nothing when there are none,
+    except `[]` in JSON)."""
+    diagnostics = list(project.diagnostics)
+    if args.format == "json":
+        out.write(render_json(diagnostics, project.severity) + "\n")
+        return
+    if not diagnostics:
+        return
+    sources: dict[str, SourceText] = {
+        r.path: r.spec.source for r in project.results if r.spec is not None}
+
+    def lookup(path: str) -> SourceText | None:
+        if path not in sources:
+            sources[path] = _reread(path)
+        return sources[path]
+
+    out.write(render_text(diagnostics, project.severity, lookup,
+                          colour=use_colour(args.color, out)) + "\n")
+    out.write(summary(diagnostics, project.severity, len(project.results)) + "\n")
+
+
+def _reread(path: str) -> SourceText:
+    """The text of a file that did not parse, decoded leniently, for showing its lines."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return SourceText(path, "")
+    return SourceText(path, data.decode("utf-8", errors="replace").removeprefix("\ufeff"))

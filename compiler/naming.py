@@ -1,0 +1,71 @@
+"""How spec names become Python names, and which ones generated code cannot take.
+
+One module owns the rules so that the analyses (which report collisions) and the emitter (which
+relies on there being none) agree.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+
+_WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Attributes of the generated class and its runtime base: an event method, guard or action
+# named like one of these would shadow it.
+RESERVED_MEMBERS = frozenset({
+    "State", "Event", "SPEC", "fire", "afire", "can_fire", "allowed_events", "state",
+    "resource_id", "bus", "add_listener", "remove_listener", "add_class_listener",
+    "remove_class_listener", "create", "restore", "entry_states", "mro",
+})
+# Enum members may not be named like these Enum attributes.
+RESERVED_ENUM_MEMBERS = frozenset({"name", "value", "mro"})
+
+
+def snake_case(name: str) -> str:
+    """`HAConfig` → `ha_config`, `OperationSuccessed` → `operation_successed`,
+    `already_snake` → `already_snake`."""
+    return _WORD_BOUNDARY.sub("_", name).lower()
+
+
+def module_name(stem: str) -> str:
+    """The generated module's name for a spec file's stem (`HAConfig.fsm` → `ha_config`)."""
+    name = snake_case(re.sub(r"[^A-Za-z0-9_]", "_", stem))
+    if not name or name[0].isdigit():
+        name = "spec_" + name
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def is_identifier(name: str) -> bool:
+    return bool(_IDENTIFIER.match(name))
+
+
+def python_problem(name: str) -> str | None:
+    """Why `name` cannot be used as a Python attribute in generated code, or None."""
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) and name in ("_",):
+        return f"`{name}` is a Python keyword"
+    if name.startswith("_"):
+        return f"`{name}` starts with `_`, which Python and enum reserve for private names"
+    return None
+
+
+def method_problem(method: str) -> str | None:
+    """Why `method` cannot be a method of the generated class, or None."""
+    if problem := python_problem(method):
+        return problem
+    if method in RESERVED_MEMBERS:
+        return f"`{method}` is already an attribute of every generated machine"
+    if method in vars(builtins) and method in ("type", "object", "super"):
+        return f"`{method}` would shadow a builtin used by generated code"
+    return None
+
+
+def enum_member_problem(member: str) -> str | None:
+    """Why `member` cannot be an enum member name, or None."""
+    if problem := python_problem(member):
+        return problem
+    if member in RESERVED_ENUM_MEMBERS:
+        return f"`{member}` is an attribute of every enum member"
+    return None

@@ -1,0 +1,82 @@
+"""Diagnostics: what is wrong with a spec, where, and how to fix it.
+
+Codes are data (`codes.toml` beside this module): each has a stable identifier such as `E101`,
+a short name, a default severity and a one-line summary. A `Diagnostic` is one finding at a
+`Span`; the front end and the analyses return lists of them and never raise on user input.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from .spans import Span
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """One entry of the code table."""
+
+    id: str
+    name: str
+    severity: Severity
+    summary: str
+    example: str
+
+
+@cache
+def code_table() -> dict[str, Code]:
+    """Every diagnostic code, by id, in the order of `codes.toml`."""
+    raw = tomllib.loads(resources.files(__package__).joinpath("codes.toml").read_text("utf-8"))
+    return {
+        code_id: Code(code_id, entry["name"], Severity(entry["severity"]), entry["summary"],
+                      entry["example"])
+        for code_id, entry in raw.items()
+    }
+
+
+def code(code_id: str) -> Code:
+    """Look up a code; an unknown id is a bug in fsmc, not in the user's spec."""
+    return code_table()[code_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding. `hint` is an optional suggestion shown on its own line."""
+
+    span: Span
+    code: str
+    message: str
+    hint: str | None = None
+    severity: Severity | None = None
+
+    @property
+    def level(self) -> Severity:
+        """The severity: the code's default unless this diagnostic overrides it."""
+        return self.severity or code(self.code).severity
+
+    @property
+    def is_error(self) -> bool:
+        return self.level is Severity.ERROR
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        return (self.span.path, self.span.line, self.span.column, self.code, self.message)
+
+
+def make(code_id: str, span: Span, message: str, hint: str | None = None) -> Diagnostic:
+    """Create a diagnostic, checking that its code exists."""
+    code(code_id)
+    return Diagnostic(span, code_id, message, hint)
+
+
+def sorted_diagnostics(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics by file and position, without exact duplicates."""
+    return sorted(set(diagnostics), key=Diagnostic.sort_key)

@@ -1,0 +1,144 @@
+"""The language as plain data: frozen dataclasses that carry their source spans.
+
+The builder turns a parse tree into a `SpecFile`; everything after it (analyses, emitters)
+reads only these classes. Names keep the span where they were written, so any later phase can
+point at them. `*` sources and multi-source transitions are already expanded here: one
+`Transition` per (source, event, target).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .spans import SourceText, Span
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """An identifier as written at one place of the spec."""
+
+    text: str
+    span: Span
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class StateKind(enum.Enum):
+    INITIAL = "initial"
+    ENTRY = "entry"
+    FINAL = "final"
+    NORMAL = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class StateDecl:
+    """One declaration of a state (a duplicate declaration is a second `StateDecl`)."""
+
+    name: Name
+    kind: StateKind
+    doc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """`if name` or `unless name` (negated); `keyword` spans the `if`/`unless`."""
+
+    name: Name
+    negated: bool
+    keyword: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """`do name`; `keyword` spans the `do`."""
+
+    name: Name
+    keyword: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One (source, event, target) edge. `via_star` marks an expansion of `*`."""
+
+    source: Name
+    target: Name
+    event: Name
+    guard: Guard | None = None
+    action: Action | None = None
+    tags: tuple[Name, ...] = ()
+    via_star: bool = False
+    span: Span | None = None
+
+    @property
+    def line(self) -> int:
+        return self.event.span.line
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        return tuple(tag.text for tag in self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """A `machine` block. `declarations` keeps every state declaration in file order,
+    duplicates included; `events` is None when the machine declares no events."""
+
+    name: Name
+    doc: str | None
+    declarations: tuple[StateDecl, ...]
+    transitions: tuple[Transition, ...]
+    events: tuple[Name, ...] | None = None
+    span: Span | None = None
+
+    @property
+    def states(self) -> tuple[StateDecl, ...]:
+        """The first declaration of each state, in declaration order."""
+        seen: dict[str, StateDecl] = {}
+        for decl in self.declarations:
+            seen.setdefault(decl.name.text, decl)
+        return tuple(seen.values())
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(decl.name.text for decl in self.states)
+
+    @property
+    def initial(self) -> StateDecl | None:
+        return next((d for d in self.declarations if d.kind is StateKind.INITIAL), None)
+
+    @property
+    def entries(self) -> tuple[StateDecl, ...]:
+        """The initial state followed by the `entry` states: where a new resource may start."""
+        return tuple(d for d in self.states if d.kind in (StateKind.INITIAL, StateKind.ENTRY))
+
+    @property
+    def finals(self) -> tuple[StateDecl, ...]:
+        return tuple(d for d in self.states if d.kind is StateKind.FINAL)
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        """Declared events first (in order), then events first used by a transition."""
+        names: dict[str, None] = {}
+        for event in self.events or ():
+            names.setdefault(event.text, None)
+        for transition in self.transitions:
+            names.setdefault(transition.event.text, None)
+        return tuple(names)
+
+    @property
+    def docs(self) -> dict[str, str]:
+        return {d.name.text: d.doc for d in self.states if d.doc is not None}
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    """The machines of one `.fsm` file, and its text for diagnostics."""
+
+    source: SourceText
+    machines: tuple[Machine, ...] = field(default_factory=tuple)
+
+    @property
+    def path(self) -> str:
+        return self.source.path

@@ -1,0 +1,197 @@
+"""Text → lark parse tree, with syntax errors turned into diagnostics.
+
+The grammar lives in `fsm.lark`. A syntax error is named from the examples in
+`syntax_examples.py` (falling back to the tokens the parser expected, in words), reported at
+the unexpected token, and parsing resumes on the next line when the error sits inside a machine
+body, so one run reports every broken statement of a file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.exceptions import UnexpectedToken
+
+from .diagnostics import Diagnostic, make
+from .spans import SourceText, Span
+from .syntax_examples import EXAMPLES, KEYWORDS
+
+MAX_SYNTAX_ERRORS = 20
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "STRING": "a string", "_SEP": "the end of the line", "$END": "the end of the file",
+    "ARROW": "`->`", "COLON": "`:`", "STAR": "`*`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`",
+    "LBRACE": "`{`", "RBRACE": "`}`", "ENTRY": "`entry`",
+}
+
+
+@cache
+def grammar() -> Lark:
+    """The LALR parser, built once per process."""
+    return Lark.open("fsm.lark", rel_to=__file__, parser="lalr", lexer="contextual",
+                     maybe_placeholders=False)
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    tree: Tree[Token] | None
+    diagnostics: list[Diagnostic]
+
+
+def parse(source: SourceText) -> ParseResult:
+    """Parse one file. `tree` is None when there was any syntax error."""
+    text = source.text
+    diagnostics: list[Diagnostic] = []
+    while True:
+        try:
+            tree = grammar().parse(text)
+        except UnexpectedInput as error:
+            diagnostic = _describe(error, source)
+            diagnostics.append(diagnostic)
+            line = diagnostic.span.line
+            if len(diagnostics) >= MAX_SYNTAX_ERRORS or not _recoverable(text, line):
+                return ParseResult(None, diagnostics)
+            text = _blank_line(text, line)
+            continue
+        return ParseResult(None if diagnostics else tree, diagnostics)
+
+
+def _recoverable(text: str, line: int) -> bool:
+    """Resume after an error only on a plain statement line inside a machine body: blanking a
+    line that opens or closes a block would only produce follow-on errors."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return False
+    current = lines[line - 1].split("#", 1)[0]
+    if "{" in current or "}" in current or "machine" in current:
+        return False
+    before = "\n".join(lines[: line - 1])
+    return before.count("{") > before.count("}")
+
+
+def _blank_line(text: str, line: int) -> str:
+    lines = text.split("\n")
+    lines[line - 1] = "\r" if lines[line - 1].endswith("\r") else ""
+    return "\n".join(lines)
+
+
+def _describe(error: UnexpectedInput, source: SourceText) -> Diagnostic:
+    if isinstance(error, UnexpectedCharacters):
+        return _bad_character(error, source)
+    span = _error_span(error, source)
+    keyword = _keyword_before(error, source)
+    if keyword is not None:
+        return keyword
+    message = _match_label(error) or _from_expected(error)
+    return make("E001", span, f"{message}; found {_found(error)}")
+
+
+def _bad_character(error: UnexpectedCharacters, source: SourceText) -> Diagnostic:
+    line, column = error.line, error.column
+    char = source.line_text(line)[column - 1:column] or "\n"
+    span = Span(source.path, line, column, line, column + 1)
+    if char == '"':
+        end = len(source.line_text(line)) + 1
+        return make("E002", Span(source.path, line, column, line, end),
+                    "unterminated string: strings must close on the line they open",
+                    'add the closing `"`; write a quote inside a string as `\\"`')
+    shown = repr(char) if not char.isprintable() or char.isspace() else f"`{char}`"
+    return make("E001", span, f"unexpected character {shown}",
+                "names use ASCII letters, digits and `_`; strings are double-quoted")
+
+
+def _error_span(error: UnexpectedInput, source: SourceText) -> Span:
+    token = getattr(error, "token", None)
+    if isinstance(error, UnexpectedEOF) or token is None or token.type == "$END" or error.line < 1:
+        last = source.line_count
+        while last > 1 and not source.line_text(last).strip():
+            last -= 1
+        return source.end_of_line(last)
+    if token.type == "_SEP":
+        line, column = token.line or 1, token.column or 1
+        return Span(source.path, line, column, line, column)
+    return Span(source.path, token.line or 1, token.column or 1,
+                token.end_line or token.line or 1, token.end_column or (token.column or 1) + 1)
+
+
+def _keyword_before(error: UnexpectedInput, source: SourceText) -> Diagnostic | None:
+    """`state -> B : E`: the parser fails after the keyword; report the keyword itself."""
+    token = getattr(error, "token", None)
+    if not isinstance(error, UnexpectedToken) or token is None or token.type not in (
+            "ARROW", "COMMA", "COLON", "$END", "_SEP", "LBRACE", "RBRACE"):
+        return None
+    if token.type in ("$END", "_SEP", "LBRACE", "RBRACE") and "NAME" not in error.expected:
+        return None
+    if token.line is None or token.column is None or token.line < 1:
+        return None
+    before = source.line_text(token.line)[: token.column - 1]
+    found = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", before)
+    if found is None or found.group(1) not in KEYWORDS:
+        return None
+    if token.type in ("$END", "_SEP") and not before.strip().startswith(found.group(1)):
+        return None
+    word = found.group(1)
+    column = found.start(1) + 1
+    return make("E005", Span(source.path, token.line, column, token.line, column + len(word)),
+                f"`{word}` is a keyword and cannot be used as a name",
+                "rename it (names are case-sensitive: `If` or `State` would do)")
+
+
+@cache
+def _examples() -> dict[str, list[str]]:
+    """The snippets plus variants at other parser-stack depths (lark matches a state only at
+    the same depth): after an earlier statement, on the `{` line, after an earlier machine."""
+    examples: dict[str, list[str]] = {}
+    for label, (_, snippets) in EXAMPLES.items():
+        variants = list(snippets)
+        for snippet in snippets:
+            if snippet.startswith("machine M {\n"):
+                variants.append(snippet.replace("{\n", "{\n initial Z\n", 1))
+                variants.append(snippet.replace("{\n", "{\n initial Z\n state Y\n", 1))
+                variants.append(snippet.replace("{\n", "{ ", 1))
+            variants.append("machine Z {\n}\n" + snippet)
+            variants.append("machine Z {\n}\nmachine Y {\n}\n" + snippet)
+        examples[label] = variants
+    return examples
+
+
+def _match_label(error: UnexpectedInput) -> str | None:
+    state = getattr(error, "state", None)
+    token = getattr(error, "token", None)
+    if state is None:
+        return None
+    key = (len(getattr(state, "state_stack", ())), getattr(state, "position", None),
+           frozenset(getattr(error, "accepts", None) or ()), getattr(token, "type", None))
+    if key not in _LABELS:
+        label = error.match_examples(grammar().parse, _examples(), token_type_match_fallback=True,
+                                     use_accepts=True)
+        _LABELS[key] = EXAMPLES[label][0] if label else None
+    return _LABELS[key]
+
+
+# Parser situation → message: matching examples re-parses every snippet, so remember answers.
+_LABELS: dict[tuple[object, ...], str | None] = {}
+
+
+def _from_expected(error: UnexpectedInput) -> str:
+    expected = sorted(getattr(error, "accepts", None) or getattr(error, "expected", None) or ())
+    words = sorted({_TOKEN_WORDS.get(name, f"`{name.lower()}`") for name in expected})
+    if not words:
+        return "unexpected input"
+    return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
+
+
+def _found(error: UnexpectedInput) -> str:
+    token = getattr(error, "token", None)
+    if token is None or token.type == "$END":
+        return "the end of the file"
+    if token.type == "_SEP":
+        return "`;`" if str(token).startswith(";") else "the end of the line"
+    if token.type == "NAME":
+        return f"the name `{token}`"
+    if token.type == "STRING":
+        return "a string"
+    return f"`{token}`"
