@@ -1,0 +1,98 @@
+"""`fsmc build SPEC_OR_DIR... [-o OUT] [--check] [--strict]`: generate modules and diagrams."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from fsmc.compiler.buildplan import plan, stale_files
+from fsmc.compiler.project import check
+
+from .common import add_check_options, report
+
+HELP = """\
+Check specs and, when there is no error, write one Python module per spec file into OUT
+(default generated/) plus an __init__.py, so that `import generated.<module>` works.
+Nothing is written when any spec has errors. Output is byte-for-byte deterministic.
+
+With --check nothing is written: exit 1 and list the files that differ, are missing or are
+stale (generated earlier from a spec that no longer exists).
+
+examples:
+  fsmc build specs/
+  fsmc build specs/vm.fsm -o src/myapp/machines
+  fsmc build --check specs/
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("build", help="generate Python modules from specs",
+                                   description=HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="SPEC_OR_DIR")
+    parser.add_argument("-o", "--out", default="generated", metavar="OUT",
+                        help="output directory (default: generated/)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if OUT is not what a build would write")
+    add_check_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    project = check(args.paths, strict=args.strict)
+    report(project, args, out)
+    if not project.ok:
+        err.write("fsmc: nothing written: fix the errors above first\n")
+        return 1
+    out_dir = Path(args.out)
+    files = plan(project, out_dir).files
+    stale = stale_files(out_dir, files)
+    if args.check:
+        return _check_drift(out_dir, files, stale, err)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [name for name, data in sorted(files.items())
+               if _write_if_changed(out_dir / name, data)]
+    for name in stale:
+        (out_dir / name).unlink()
+    if args.format == "text":
+        err.write(f"fsmc: {len(files)} files in {out_dir}/ ({len(written)} written, "
+                  f"{len(files) - len(written)} unchanged, {len(stale)} stale removed)\n")
+    return 0
+
+
+def _check_drift(out_dir: Path, files: dict[str, bytes], stale: list[str], err: TextIO) -> int:
+    problems = []
+    for name, data in sorted(files.items()):
+        path = out_dir / name
+        if not path.exists():
+            problems.append(f"missing: {path}")
+        elif path.read_bytes() != data:
+            problems.append(f"differs: {path}")
+    problems.extend(f"stale:   {out_dir / name}" for name in stale)
+    for problem in problems:
+        err.write(f"fsmc: {problem}\n")
+    if problems:
+        err.write(f"fsmc: {out_dir}/ is out of date; run `fsmc build` to update it\n")
+        return 1
+    return 0
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Write atomically (a temporary file renamed over the target), so an interrupted build
+    never leaves a half-written module. Unchanged files are left alone."""
+    if path.exists() and path.read_bytes() == data:
+        return False
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return True

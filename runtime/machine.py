@@ -1,0 +1,463 @@
+"""The base class of every generated machine: the transition algorithm, listeners, locking.
+
+A transition, in order: look up the candidates for (state, event) → try guards in spec order →
+pre-listeners (any may veto by raising) → the action → the state changes → post-listeners →
+one `StateChanged` posted to the bus. If a guard, a pre-listener or the action raises, nothing
+has changed and nothing is posted.
+
+Thread safety: `fire` calls on one instance are serialised by a per-instance lock, allocated
+on the first transition (a machine that is only read costs no lock). The lock is held until the
+event has been handed to the bus, so every subscriber sees one resource's events in the order
+its transitions happened. Calling `fire` on the same instance from its own guard, pre-listener
+or action raises `ReentrantTransition` (the state is not decided yet); from a post-listener or
+a synchronous bus subscriber the nested transition runs at once and its event is posted right
+after the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
+
+from .enums import MachineEnum
+from .errors import GuardRejected, InvalidTransition, ReentrantTransition, UnknownEvent
+from .events import StateChanged
+from .spec import MachineSpec
+
+S = TypeVar("S", bound=MachineEnum)
+E = TypeVar("E", bound=MachineEnum)
+
+_new_lock = threading.Lock
+_get_ident = threading.get_ident
+_creating_lock = threading.Lock()
+
+
+class TransitionListener(Protocol):
+    """What `add_listener` accepts. Either method may be missing; both get the transition's
+    `StateChanged`. A pre-listener vetoes the transition by raising."""
+
+    def pre_transition(self, event: StateChanged) -> object: ...
+
+    def post_transition(self, event: StateChanged) -> object: ...
+
+
+class Bus(Protocol):
+    """Anything with `post`: an `EventBus`, or a test double."""
+
+    def post(self, event: object) -> None: ...
+
+
+class Candidate(NamedTuple):
+    """One transition as the dispatcher sees it. `plain` = no guard and no action."""
+
+    target: Any
+    guard: str | None
+    negated: bool
+    action: str | None
+    tags: tuple[str, ...]
+    plain: bool
+
+
+class Dispatch(NamedTuple):
+    """Everything firing one event needs: the event and, per source state, its candidates
+    in the order they are tried."""
+
+    event: Any
+    table: Mapping[Any, tuple[Candidate, ...]]
+
+
+def candidate(target: Any, *, guard: str | None = None, negated: bool = False,
+              action: str | None = None, tags: tuple[str, ...] = ()) -> Candidate:
+    return Candidate(target, guard, negated, action, tags, guard is None and action is None)
+
+
+class _Hooks(NamedTuple):
+    listeners: tuple[object, ...]
+    pre: tuple[Callable[[StateChanged], object], ...]
+    post: tuple[Callable[[StateChanged], object], ...]
+
+
+_NO_HOOKS = _Hooks((), (), ())
+
+
+def _make_hooks(listeners: tuple[object, ...]) -> _Hooks:
+    pre = tuple(m for m in (getattr(o, "pre_transition", None) for o in listeners) if m)
+    post = tuple(m for m in (getattr(o, "post_transition", None) for o in listeners) if m)
+    return _Hooks(listeners, pre, post)
+
+
+class _Busy:
+    """Set while a transition with callbacks runs: who runs it, in which phase, and the
+    events of nested transitions waiting to be posted after the current one."""
+
+    __slots__ = ("owner", "pending", "posting", "task")
+
+    def __init__(self, owner: int, task: object = None) -> None:
+        self.owner = owner
+        self.task = task
+        self.posting = False
+        self.pending: list[StateChanged] = []
+
+
+class Machine(Generic[S, E]):
+    """Base of generated machines. Subclasses set `State`, `Event`, `SPEC` and the tables."""
+
+    __slots__ = ("_bus", "_busy", "_hooks", "_lock", "_resource_id", "_state")
+
+    State: ClassVar[type[Any]]
+    Event: ClassVar[type[Any]]
+    SPEC: ClassVar[MachineSpec]
+    _DISPATCH: ClassVar[dict[object, Dispatch]]
+    _ALLOWED: ClassVar[dict[Any, tuple[Any, ...]]]
+    _INITIAL: ClassVar[Any]
+    _class_hooks: ClassVar[_Hooks] = _NO_HOOKS
+    _own_class_listeners: ClassVar[tuple[object, ...]] = ()
+
+    def __init__(self, resource_id: object, *, bus: Bus | None = None,
+                 state: S | str | None = None) -> None:
+        self._resource_id = resource_id
+        self._bus = bus
+        self._hooks: _Hooks | None = None
+        self._lock: threading.Lock | None = None
+        self._busy: _Busy | None = None
+        self._state: S = self._INITIAL if state is None else self._coerce_state(state)
+
+    @classmethod
+    def create(cls, resource_id: object, *, bus: Bus | None = None,
+               state: S | str | None = None) -> Machine[S, E]:
+        """A new resource: in the initial state, or in `state` if the spec makes it an entry
+        point (`entry`). Any other state is refused; use the constructor's `state=` to rebuild
+        a resource from storage."""
+        if state is not None:
+            member = cls._coerce_state(state)
+            if member.name not in cls.SPEC.start_states:
+                raise ValueError(
+                    f"{cls.SPEC.name}: a new resource cannot start in {member.name}; it starts "
+                    f"in {' or '.join(cls.SPEC.start_states)}")
+        return cls(resource_id, bus=bus, state=state)
+
+    @classmethod
+    def _coerce_state(cls, state: object) -> Any:
+        if isinstance(state, cls.State):
+            return state
+        if isinstance(state, str):
+            try:
+                return cls.State[state]
+            except KeyError:
+                pass
+        raise ValueError(f"{cls.SPEC.name}: unknown state {state!r}; states: "
+                         f"{', '.join(cls.SPEC.states)}")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> S:
+        return self._state
+
+    @property
+    def resource_id(self) -> object:
+        return self._resource_id
+
+    @property
+    def bus(self) -> Bus | None:
+        return self._bus
+
+    def allowed_events(self) -> tuple[E, ...]:
+        """Events with a transition from the current state, in declaration order (guards are
+        not run)."""
+        return self._ALLOWED.get(self._state, ())  # type: ignore[return-value]
+
+    def can_fire(self, event: E | str, /, **payload: Any) -> bool:
+        """Whether `fire(event, **payload)` would change the state (listeners aside): runs the
+        guards with `payload`, changes nothing."""
+        dispatch = self._dispatch(event)
+        candidates = dispatch.table.get(self._state)
+        if candidates is None:
+            return False
+        for option in candidates:
+            if option.guard is None:
+                return True
+            verdict = getattr(self, option.guard)(**payload)
+            if inspect.isawaitable(verdict):
+                _close(verdict)
+                raise TypeError(f"guard {option.guard} is async; use `await acan_fire(...)`")
+            if bool(verdict) is not option.negated:
+                return True
+        return False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._resource_id!r} in {self._state.name}>"
+
+    # -- listeners ----------------------------------------------------------------------------
+
+    def add_listener(self, listener: TransitionListener | object) -> None:
+        """Call `listener.pre_transition(event)` / `post_transition(event)` around every
+        transition of this instance. Adding the same listener twice has no effect."""
+        current = self._hooks or _NO_HOOKS
+        if not any(existing is listener for existing in current.listeners):
+            self._hooks = _make_hooks((*current.listeners, listener))
+
+    def remove_listener(self, listener: TransitionListener | object) -> None:
+        current = self._hooks or _NO_HOOKS
+        remaining = tuple(o for o in current.listeners if o is not listener)
+        if len(remaining) == len(current.listeners):
+            raise ValueError(f"{listener!r} is not a listener of {self!r}")
+        self._hooks = _make_hooks(remaining) if remaining else None
+
+    @classmethod
+    def add_class_listener(cls, listener: TransitionListener | object) -> None:
+        """Listen to every instance of this class (and of its subclasses)."""
+        if not any(existing is listener for existing in cls.__dict__.get(
+                "_own_class_listeners", ())):
+            cls._own_class_listeners = (*cls.__dict__.get("_own_class_listeners", ()), listener)
+            _refresh_class_hooks(cls)
+
+    @classmethod
+    def remove_class_listener(cls, listener: TransitionListener | object) -> None:
+        own = cls.__dict__.get("_own_class_listeners", ())
+        remaining = tuple(o for o in own if o is not listener)
+        if len(remaining) == len(own):
+            raise ValueError(f"{listener!r} is not a class listener of {cls.__name__}")
+        cls._own_class_listeners = remaining
+        _refresh_class_hooks(cls)
+
+    # -- firing -------------------------------------------------------------------------------
+
+    def fire(self, event: E | str, /, **payload: Any) -> S:
+        """Fire `event` (a member of `Event` or its name) and return the new state."""
+        return self._fire(self._dispatch(event), payload)
+
+    def _dispatch(self, event: object) -> Dispatch:
+        try:
+            return self._DISPATCH[event]
+        except (KeyError, TypeError):
+            raise UnknownEvent(machine=self.SPEC.name, resource_id=self._resource_id,
+                               state=self._state.name, event=str(event),
+                               known=self.SPEC.events) from None
+
+    def _fire(self, dispatch: Dispatch, payload: dict[str, Any]) -> S:
+        lock = self._lock or self._allocate_lock()
+        if not lock.acquire(False):
+            return self._contended(lock, dispatch, payload)
+        try:
+            source = self._state
+            candidates = dispatch.table.get(source)
+            if candidates is None:
+                raise self._invalid(dispatch.event)
+            first = candidates[0]
+            if first.plain and self._bus is None and self._hooks is None and \
+                    not self._class_hooks.listeners:
+                self._state = first.target
+                return first.target  # type: ignore[no-any-return]
+            return self._transition(dispatch, candidates, payload, _Busy(_get_ident()))
+        finally:
+            lock.release()
+
+    def _allocate_lock(self) -> threading.Lock:
+        with _creating_lock:
+            if self._lock is None:
+                self._lock = _new_lock()
+            return self._lock
+
+    def _contended(self, lock: threading.Lock, dispatch: Dispatch,
+                   payload: dict[str, Any]) -> S:
+        busy = self._busy
+        if busy is not None and busy.owner == _get_ident():
+            return self._reentrant(busy, dispatch, payload)
+        with lock:
+            candidates = dispatch.table.get(self._state)
+            if candidates is None:
+                raise self._invalid(dispatch.event)
+            return self._transition(dispatch, candidates, payload, _Busy(_get_ident()))
+
+    def _reentrant(self, busy: _Busy, dispatch: Dispatch, payload: dict[str, Any]) -> S:
+        if not busy.posting:
+            raise ReentrantTransition(
+                f"{self.SPEC.name} {self._resource_id}: {dispatch.event.name} was fired from a "
+                f"guard, pre-listener or action of this machine's own transition, before its "
+                "state changed; fire it from a post-listener or a bus subscriber instead",
+                machine=self.SPEC.name, resource_id=self._resource_id,
+                state=self._state.name, event=dispatch.event.name)
+        candidates = dispatch.table.get(self._state)
+        if candidates is None:
+            raise self._invalid(dispatch.event)
+        return self._transition(dispatch, candidates, payload, busy)
+
+    def _transition(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
+                    payload: dict[str, Any], busy: _Busy) -> S:
+        """The full algorithm, with the lock held (or inside the owner's post phase)."""
+        outer = self._busy
+        self._busy = busy
+        was_posting, busy.posting = busy.posting, False
+        try:
+            chosen = self._choose(dispatch, candidates, payload)
+            source = self._state
+            hooks = self._effective_hooks()
+            event = None
+            if hooks.listeners or self._bus is not None:
+                event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event.name,
+                                     source.name, chosen.target.name, chosen.tags, payload)
+            for pre in hooks.pre:
+                pre(event)  # type: ignore[arg-type]
+            if chosen.action is not None:
+                getattr(self, chosen.action)(**payload)
+            self._state = chosen.target
+            busy.posting = True
+            self._after(event, hooks, busy, nested=outer is busy)
+        finally:
+            busy.posting = was_posting
+            self._busy = outer
+        return chosen.target  # type: ignore[no-any-return]
+
+    def _after(self, event: StateChanged | None, hooks: _Hooks, busy: _Busy, *,
+               nested: bool) -> None:
+        """Post-listeners, then the bus. A nested transition's event waits until its parent's
+        event is posted. A failing post-listener does not stop the others nor the posting; the
+        first failure is raised once the event is posted."""
+        failure: BaseException | None = None
+        for post in hooks.post:
+            try:
+                post(event)  # type: ignore[arg-type]
+            except Exception as error:  # noqa: BLE001 - re-raised below, after posting
+                failure = failure or error
+        if event is not None and self._bus is not None:
+            if nested:
+                busy.pending.append(event)
+            else:
+                self._bus.post(event)
+                while busy.pending:
+                    self._bus.post(busy.pending.pop(0))
+        if failure is not None:
+            raise failure
+
+    def _choose(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
+                payload: dict[str, Any]) -> Candidate:
+        for option in candidates:
+            if option.guard is None:
+                return option
+            verdict = getattr(self, option.guard)(**payload)
+            if inspect.isawaitable(verdict):
+                _close(verdict)
+                raise TypeError(f"guard {option.guard} is async; use `await afire(...)`")
+            if bool(verdict) is not option.negated:
+                return option
+        raise GuardRejected(machine=self.SPEC.name, resource_id=self._resource_id,
+                            state=self._state.name, event=dispatch.event.name,
+                            guards=[_guard_text(o) for o in candidates])
+
+    def _effective_hooks(self) -> _Hooks:
+        own = self._hooks
+        shared = self._class_hooks
+        if own is None:
+            return shared
+        if not shared.listeners:
+            return own
+        return _Hooks(shared.listeners + own.listeners, shared.pre + own.pre,
+                      shared.post + own.post)
+
+    def _invalid(self, event: Any) -> InvalidTransition:
+        return InvalidTransition(machine=self.SPEC.name, resource_id=self._resource_id,
+                                 state=self._state.name, event=event.name,
+                                 allowed=[e.name for e in self.allowed_events()])
+
+    # -- asyncio ------------------------------------------------------------------------------
+
+    async def afire(self, event: E | str, /, **payload: Any) -> S:
+        """`fire` for asyncio code: guards, actions and listeners may be `async def` (or
+        return awaitables). Concurrent `afire` calls on one instance wait for each other."""
+        dispatch = self._dispatch(event)
+        lock = self._lock or self._allocate_lock()
+        task = asyncio.current_task()
+        while not lock.acquire(False):
+            busy = self._busy
+            if busy is not None and busy.owner == _get_ident() and busy.task is task:
+                return self._reentrant(busy, dispatch, payload)
+            await asyncio.sleep(0.0005)
+        try:
+            candidates = dispatch.table.get(self._state)
+            if candidates is None:
+                raise self._invalid(dispatch.event)
+            return await self._atransition(dispatch, candidates, payload,
+                                           _Busy(_get_ident(), task))
+        finally:
+            lock.release()
+
+    async def acan_fire(self, event: E | str, /, **payload: Any) -> bool:
+        """`can_fire` for async guards."""
+        dispatch = self._dispatch(event)
+        candidates = dispatch.table.get(self._state)
+        if candidates is None:
+            return False
+        for option in candidates:
+            if option.guard is None:
+                return True
+            if bool(await _resolve(getattr(self, option.guard)(**payload))) is not option.negated:
+                return True
+        return False
+
+    async def _atransition(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
+                           payload: dict[str, Any], busy: _Busy) -> S:
+        chosen: Candidate | None = None
+        for option in candidates:
+            if option.guard is None or bool(await _resolve(
+                    getattr(self, option.guard)(**payload))) is not option.negated:
+                chosen = option
+                break
+        if chosen is None:
+            raise GuardRejected(machine=self.SPEC.name, resource_id=self._resource_id,
+                                state=self._state.name, event=dispatch.event.name,
+                                guards=[_guard_text(o) for o in candidates])
+        source = self._state
+        hooks = self._effective_hooks()
+        self._busy = busy
+        try:
+            event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event.name,
+                                 source.name, chosen.target.name, chosen.tags, payload)
+            for pre in hooks.pre:
+                await _resolve(pre(event))
+            if chosen.action is not None:
+                await _resolve(getattr(self, chosen.action)(**payload))
+            self._state = chosen.target
+            busy.posting = True
+            failure: BaseException | None = None
+            for post in hooks.post:
+                try:
+                    await _resolve(post(event))
+                except Exception as error:  # noqa: BLE001 - re-raised below, after posting
+                    failure = failure or error
+            if self._bus is not None:
+                self._bus.post(event)
+                while busy.pending:
+                    self._bus.post(busy.pending.pop(0))
+            if failure is not None:
+                raise failure
+        finally:
+            self._busy = None
+        return chosen.target  # type: ignore[no-any-return]
+
+
+def _refresh_class_hooks(cls: type[Machine[Any, Any]]) -> None:
+    """Recompute the effective class listeners of `cls` and every subclass (base first)."""
+    listeners: list[object] = []
+    for klass in reversed(cls.__mro__):
+        listeners.extend(klass.__dict__.get("_own_class_listeners", ()))
+    cls._class_hooks = _make_hooks(tuple(listeners)) if listeners else _NO_HOOKS
+    for subclass in cls.__subclasses__():
+        _refresh_class_hooks(subclass)
+
+
+async def _resolve(value: object) -> object:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _close(value: Awaitable[object]) -> None:
+    close = getattr(value, "close", None)
+    if close is not None:
+        close()
+
+
+def _guard_text(option: Candidate) -> str:
+    return f"{'unless' if option.negated else 'if'} {option.guard}" if option.guard else "always"
