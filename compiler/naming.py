@@ -44,7 +44,7 @@ def is_identifier(name: str) -> bool:
 
 def python_problem(name: str) -> str | None:
     """Why `name` cannot be used as a Python attribute in generated code, or None."""
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name) and name in ("_",):
+    if keyword.iskeyword(name) or (keyword.issoftkeyword(name) and name in ("_",)):
         return f"`{name}` is a Python keyword"
     if name.startswith("_"):
         return f"`{name}` starts with `_`, which Python and enum reserve for private names"

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import jinja2
-
 from fsmc.dsl.model import Machine, SpecFile, StateKind, Transition
 from fsmc.runtime.errors import FsmcError
 

@@ -22,7 +22,8 @@ def format_text(diagnostic: Diagnostic, severity: Severity, source: SourceText |
                 colour: bool = False) -> str:
     span = diagnostic.span
     level = severity.value
-    head = f"{span.path}:{span.line}:{span.column}: {level}[{diagnostic.code}]: {diagnostic.message}"
+    where = f"{span.path}:{span.line}:{span.column}:"
+    head = f"{where} {level}[{diagnostic.code}]: {diagnostic.message}"
     if colour:
         head = (f"{_BOLD}{span.path}:{span.line}:{span.column}:{_RESET} {_COLOURS[severity]}"
                 f"{level}[{diagnostic.code}]{_RESET}: {_BOLD}{diagnostic.message}{_RESET}")

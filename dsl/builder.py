@@ -108,7 +108,7 @@ class _Builder:
         return StateDecl(self.name(tokens[1]), kind, doc)
 
     def transition(self, tree: Tree[Token], non_final: list[Name]) -> Iterator[Transition]:
-        sources_tree, arrow, target_token, _colon, event_token, *clauses = tree.children
+        sources_tree, _arrow, target_token, _colon, event_token, *clauses = tree.children
         assert isinstance(sources_tree, Tree) and isinstance(target_token, Token)
         assert isinstance(event_token, Token)
         first = sources_tree.children[0]

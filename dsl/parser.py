@@ -22,7 +22,8 @@ from .syntax_examples import EXAMPLES, KEYWORDS
 MAX_SYNTAX_ERRORS = 20
 
 _TOKEN_WORDS = {
-    "NAME": "a name", "STRING": "a string", "_SEP": "the end of the line", "$END": "the end of the file",
+    "NAME": "a name", "STRING": "a string", "_SEP": "the end of the line",
+    "$END": "the end of the file",
     "ARROW": "`->`", "COLON": "`:`", "STAR": "`*`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`",
     "LBRACE": "`{`", "RBRACE": "`}`", "ENTRY": "`entry`",
 }
@@ -181,7 +182,8 @@ def _from_expected(error: UnexpectedInput) -> str:
     words = sorted({_TOKEN_WORDS.get(name, f"`{name.lower()}`") for name in expected})
     if not words:
         return "unexpected input"
-    return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    return "expected " + listed
 
 
 def _found(error: UnexpectedInput) -> str:

@@ -1,1 +1,45 @@
-"""fsmc runtime."""
+"""fsmc's runtime: what generated machines and their users import.
+
+Generated classes derive from `Machine`; every transition posts a `StateChanged` to an
+`EventBus`. This package never imports the compiler.
+"""
+
+from __future__ import annotations
+
+from .enums import MachineEnum
+from .errors import (
+    BusClosed,
+    BusFull,
+    ConcurrentUpdate,
+    FsmcError,
+    GuardRejected,
+    InvalidTransition,
+    ReentrantTransition,
+    TransitionError,
+    UnknownEvent,
+)
+from .events import DeadEvent, StateChanged
+from .machine import Candidate, Dispatch, Machine, TransitionListener, candidate
+from .spec import MachineSpec, TransitionSpec
+
+__all__ = [
+    "BusClosed",
+    "BusFull",
+    "Candidate",
+    "ConcurrentUpdate",
+    "DeadEvent",
+    "Dispatch",
+    "FsmcError",
+    "GuardRejected",
+    "InvalidTransition",
+    "Machine",
+    "MachineEnum",
+    "MachineSpec",
+    "ReentrantTransition",
+    "StateChanged",
+    "TransitionError",
+    "TransitionListener",
+    "TransitionSpec",
+    "UnknownEvent",
+    "candidate",
+]

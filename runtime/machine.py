@@ -168,7 +168,7 @@ class Machine(Generic[S, E]):
     def allowed_events(self) -> tuple[E, ...]:
         """Events with a transition from the current state, in declaration order (guards are
         not run)."""
-        return self._ALLOWED.get(self._state, ())  # type: ignore[return-value]
+        return self._ALLOWED.get(self._state, ())
 
     def can_fire(self, event: E | str, /, **payload: Any) -> bool:
         """Whether `fire(event, **payload)` would change the state (listeners aside): runs the
@@ -321,7 +321,7 @@ class Machine(Generic[S, E]):
         for post in hooks.post:
             try:
                 post(event)  # type: ignore[arg-type]
-            except Exception as error:  # noqa: BLE001 - re-raised below, after posting
+            except Exception as error:
                 failure = failure or error
         if event is not None and self._bus is not None:
             if nested:
@@ -426,7 +426,7 @@ class Machine(Generic[S, E]):
             for post in hooks.post:
                 try:
                     await _resolve(post(event))
-                except Exception as error:  # noqa: BLE001 - re-raised below, after posting
+                except Exception as error:
                     failure = failure or error
             if self._bus is not None:
                 self._bus.post(event)

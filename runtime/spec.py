@@ -6,6 +6,7 @@ checks anything (that is the compiler's job).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -35,7 +36,7 @@ class MachineSpec:
     initial: str
     finals: tuple[str, ...] = ()
     entries: tuple[str, ...] = ()
-    docs: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    docs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     transitions: tuple[TransitionSpec, ...] = ()
     source: str = ""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fsmc.compiler.project import Project, check_results
 from fsmc.dsl.loader import load_bytes, load_text
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from fsmc.dsl.diagnostics import Severity, code_table
+
 from tests.conftest import DESIGN_EXAMPLE, ROOT, check_bytes, codes
 
 

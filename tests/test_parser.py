@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from fsmc.dsl.loader import load_text
 from fsmc.dsl.model import StateKind
+
 from tests.conftest import DESIGN_EXAMPLE, check_bytes, check_text, codes
 
 

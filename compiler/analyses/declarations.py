@@ -47,8 +47,8 @@ def duplicate_states(machine: Machine) -> Iterator[Diagnostic]:
     for decl in machine.declarations:
         name = decl.name
         if name.text in first:
-            yield make("E103", name.span,
-                       f"state `{name.text}` is already declared on line {first[name.text].span.line}",
+            line = first[name.text].span.line
+            yield make("E103", name.span, f"state `{name.text}` is already declared on line {line}",
                        "declare each state once; `initial`, `entry` and `final` already declare it")
         else:
             first[name.text] = name
@@ -59,8 +59,9 @@ def duplicate_events(machine: Machine) -> Iterator[Diagnostic]:
     first: dict[str, Name] = {}
     for event in machine.events or ():
         if event.text in first:
+            line = first[event.text].span.line
             yield make("E104", event.span,
-                       f"event `{event.text}` is already declared on line {first[event.text].span.line}")
+                       f"event `{event.text}` is already declared on line {line}")
         else:
             first[event.text] = event
 

@@ -10,7 +10,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import networkx as nx
-
 from fsmc.dsl.diagnostics import Diagnostic, make
 from fsmc.dsl.model import Machine, StateKind, Transition
 
