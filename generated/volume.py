@@ -12,7 +12,7 @@ __all__ = ["Volume"]
 
 
 class Volume(Machine["Volume.State", "Volume.Event"]):
-    """Lifecycle of a CloudStack disk volume (root or data), from allocation or upload to expunge"""
+    """Lifecycle of a CloudStack disk volume (root or data), from allocation or upload to expunge"""  # noqa: E501
 
     __slots__ = ()
 
