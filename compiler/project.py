@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsmc.dsl.diagnostics import Diagnostic, Severity, sorted_diagnostics
-from fsmc.dsl.loader import LoadResult, SpecError, load_path
+from fsmc.dsl.loader import LoadResult, SpecError, load_path, paused_gc
 from fsmc.dsl.model import SpecFile
 
 from .analyses import analyse
@@ -76,5 +76,6 @@ def check_results(results: Sequence[LoadResult], *, strict: bool = False) -> Pro
     # produce follow-on noise.
     clean = [r.spec for r in results if r.spec is not None and not any(
         d.is_error for d in r.diagnostics)]
-    diagnostics.extend(analyse(clean))
+    with paused_gc():
+        diagnostics.extend(analyse(clean))
     return Project(tuple(results), tuple(sorted_diagnostics(diagnostics)), strict)

@@ -7,11 +7,12 @@ other judgement (undeclared names, duplicates, graph properties) to the analyses
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from lark import Token, Tree
 
 from .diagnostics import Diagnostic, make
+from .lexer import Diverted
 from .model import Action, Guard, Machine, Name, SpecFile, StateDecl, StateKind, Transition
 from .spans import SourceText, Span
 from .syntax_examples import KEYWORDS
@@ -23,17 +24,23 @@ _DECLARATION_KINDS = {
 }
 
 
-def build(tree: Tree[Token], source: SourceText) -> tuple[SpecFile, list[Diagnostic]]:
-    """Turn a successful parse into a `SpecFile` plus the builder's diagnostics."""
+def build(tree: Tree[Token], source: SourceText,
+          diverted: Sequence[Diverted] = ()) -> tuple[SpecFile, list[Diagnostic]]:
+    """Turn a successful parse (the tree and the transitions the lexer diverted around the
+    parser) into a `SpecFile` plus the builder's diagnostics."""
     builder = _Builder(source)
-    machines = tuple(builder.machine(child) for child in tree.children if isinstance(child, Tree))
+    by_machine: dict[int, list[list[Token]]] = {}
+    for statement in diverted:
+        by_machine.setdefault(statement.machine, []).append(statement.tokens)
+    machine_trees = [child for child in tree.children if isinstance(child, Tree)]
+    machines = tuple(builder.machine(child, by_machine.get(index, []))
+                     for index, child in enumerate(machine_trees))
     return SpecFile(source, machines), builder.diagnostics
 
 
 def token_span(path: str, token: Token) -> Span:
-    line = token.line or 1
-    column = token.column or 1
-    return Span(path, line, column, token.end_line or line, token.end_column or column + 1)
+    """The span of a token from `SpecLexer` (which always sets every position)."""
+    return Span(path, token.line, token.column, token.end_line, token.end_column)  # type: ignore[arg-type]
 
 
 class _Builder:
@@ -45,7 +52,8 @@ class _Builder:
         return token_span(self.source.path, token)
 
     def name(self, token: Token) -> Name:
-        name = Name(str(token), self.span(token))
+        name = Name(token.value, Span(self.source.path, token.line, token.column,  # type: ignore[arg-type]
+                                      token.end_line, token.end_column))  # type: ignore[arg-type]
         if name.text in KEYWORDS:
             self.diagnostics.append(make(
                 "E005", name.span, f"`{name.text}` is a keyword and cannot be used as a name",
@@ -77,24 +85,26 @@ class _Builder:
             index += 2
         return "".join(out)
 
-    def machine(self, tree: Tree[Token]) -> Machine:
+    def machine(self, tree: Tree[Token], diverted: list[list[Token]]) -> Machine:
         tokens = [c for c in tree.children if isinstance(c, Token)]
         name = self.name(tokens[1])
         doc = self.string(tokens[2]) if len(tokens) > 2 and tokens[2].type == "STRING" else None
         declarations: list[StateDecl] = []
         events: list[Name] | None = None
-        raw_transitions: list[Tree[Token]] = []
+        raw_transitions: list[list[Token]] = list(diverted)
         for statement in (c for c in tree.children if isinstance(c, Tree)):
             kind = statement.data
             if kind in _DECLARATION_KINDS:
                 declarations.append(self.declaration(statement, _DECLARATION_KINDS[str(kind)]))
             elif kind == "states":
                 declarations.extend(StateDecl(self.name(t), StateKind.NORMAL)
-                                    for t in _names(statement))
+                                    for t in _tokens(statement)[1:])
             elif kind == "events":
-                events = (events or []) + [self.name(t) for t in _names(statement)]
+                events = (events or []) + [self.name(t) for t in _tokens(statement)[1:]]
             else:
-                raw_transitions.append(statement)
+                raw_transitions.append(_flatten(statement))
+        # Diverted and parsed transitions back in file order (the order guards are tried in).
+        raw_transitions.sort(key=lambda tokens: tokens[0].start_pos or 0)
         finals = {d.name.text for d in declarations if d.kind is StateKind.FINAL}
         non_final = [d.name for d in _first_declarations(declarations) if d.name.text not in finals]
         transitions = tuple(t for raw in raw_transitions for t in self.transition(raw, non_final))
@@ -107,41 +117,46 @@ class _Builder:
         doc = self.string(tokens[2]) if len(tokens) > 2 else None
         return StateDecl(self.name(tokens[1]), kind, doc)
 
-    def transition(self, tree: Tree[Token], non_final: list[Name]) -> Iterator[Transition]:
-        sources_tree, _arrow, target_token, _colon, event_token, *clauses = tree.children
-        assert isinstance(sources_tree, Tree) and isinstance(target_token, Token)
-        assert isinstance(event_token, Token)
-        first = sources_tree.children[0]
-        assert isinstance(first, Token)
-        target, event = self.name(target_token), self.name(event_token)
-        guard, action, tags = self.clauses([c for c in clauses if isinstance(c, Tree)])
-        last = _last_token(tree)
-        span = self.span(first).to(self.span(last))
+    def transition(self, tokens: list[Token], non_final: list[Name]) -> Iterator[Transition]:
+        """One statement `sources -> target : event clauses...`, as a flat token list."""
+        arrow = 1
+        while tokens[arrow].type != "ARROW":
+            arrow += 1
+        target, event = self.name(tokens[arrow + 1]), self.name(tokens[arrow + 3])
+        guard, action, tags = self.clauses(tokens[arrow + 4:])
+        first = tokens[0]
+        span = self.span(first).to(self.span(tokens[-1]))
         if first.type == "STAR":
             star = self.span(first)
             # `*` stands for every non-final state; each expansion points at the `*`.
             sources = [Name(name.text, star) for name in non_final]
         else:
-            sources = [self.name(t) for t in sources_tree.children if isinstance(t, Token)]
+            sources = [self.name(t) for t in tokens[:arrow]]
         for source in sources:
             yield Transition(source, target, event, guard, action, tuple(tags),
                              via_star=first.type == "STAR", span=span)
 
-    def clauses(self, clauses: list[Tree[Token]]) -> tuple[Guard | None, Action | None, list[Name]]:
+    def clauses(self, tokens: list[Token]) -> tuple[Guard | None, Action | None, list[Name]]:
         guard: Guard | None = None
         action: Action | None = None
         tags: list[Name] = []
-        for clause in clauses:
-            tokens = [c for c in clause.children if isinstance(c, Token)]
-            if clause.data == "tags":
-                tags.extend(self.name(t) for t in tokens if t.type == "NAME")
+        index = 0
+        while index < len(tokens):
+            token = tokens[index]
+            if token.type == "LSQB":
+                index += 1
+                while tokens[index].type != "RSQB":
+                    tags.append(self.name(tokens[index]))
+                    index += 1
+                index += 1
                 continue
-            keyword, name = self.span(tokens[0]), self.name(tokens[1])
-            if clause.data == "guard":
+            keyword, name = self.span(token), self.name(tokens[index + 1])
+            index += 2
+            if token.type in ("IF", "UNLESS"):
                 if guard is not None:
                     self.diagnostics.append(self._second("guard", keyword, guard.keyword))
                     continue
-                guard = Guard(name, tokens[0].type == "UNLESS", keyword)
+                guard = Guard(name, token.type == "UNLESS", keyword)
             else:
                 if action is not None:
                     self.diagnostics.append(self._second("action", keyword, action.keyword))
@@ -156,8 +171,8 @@ class _Builder:
                     else "combine the work in one action")
 
 
-def _names(tree: Tree[Token]) -> list[Token]:
-    return [c for c in tree.children if isinstance(c, Token) and c.type == "NAME"]
+def _tokens(tree: Tree[Token]) -> list[Token]:
+    return [c for c in tree.children if isinstance(c, Token)]
 
 
 def _first_declarations(declarations: list[StateDecl]) -> list[StateDecl]:
@@ -167,8 +182,12 @@ def _first_declarations(declarations: list[StateDecl]) -> list[StateDecl]:
     return list(seen.values())
 
 
-def _last_token(tree: Tree[Token]) -> Token:
-    last = tree.children[-1]
-    while isinstance(last, Tree):
-        last = last.children[-1]
-    return last
+def _flatten(tree: Tree[Token]) -> list[Token]:
+    """A parsed transition as the flat token list the lexer gives for diverted ones."""
+    tokens: list[Token] = []
+    for child in tree.children:
+        if isinstance(child, Tree):
+            tokens.extend(_flatten(child))
+        else:
+            tokens.append(child)
+    return tokens

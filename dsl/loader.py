@@ -7,6 +7,9 @@ the CLI reports as a usage error.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +68,30 @@ def load_bytes(data: bytes, path: str) -> LoadResult:
     return load_text(text.removeprefix(_BOM), path)
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building large models.
+
+    A 100k-transition spec allocates millions of objects that all stay alive, and every
+    collection would traverse all of them again: with the collector on, load time grows
+    quadratically (measured: 100k transitions 8 s with it, 3 s without). Nothing built here
+    forms reference cycles, so nothing is lost; the collector's previous state is restored."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_text(text: str, path: str = "<string>") -> LoadResult:
     """Parse already-decoded text."""
+    with paused_gc():
+        return _load_text(text, path)
+
+
+def _load_text(text: str, path: str) -> LoadResult:
     source = SourceText(path, text)
     if "\x00" in text:
         offset = text.index("\x00")
@@ -77,7 +102,7 @@ def load_text(text: str, path: str = "<string>") -> LoadResult:
     parsed = parse(source)
     if parsed.tree is None:
         return LoadResult(path, None, parsed.diagnostics)
-    spec, diagnostics = build(parsed.tree, source)
+    spec, diagnostics = build(parsed.tree, source, parsed.diverted)
     if not spec.machines:
         end = source.end_of_line(source.line_count)
         diagnostics.append(make("E004", Span(path, 1, 1, end.end_line, end.end_column),

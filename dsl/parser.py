@@ -8,38 +8,54 @@ body, so one run reports every broken statement of a file.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
-from lark.exceptions import UnexpectedToken
 
 from .diagnostics import Diagnostic, make
+from .lexer import Diverted, SpecLexer
 from .spans import SourceText, Span
-from .syntax_examples import EXAMPLES, KEYWORDS
+from .syntax_examples import EXAMPLES
 
 MAX_SYNTAX_ERRORS = 20
 
 _TOKEN_WORDS = {
     "NAME": "a name", "STRING": "a string", "_SEP": "the end of the line",
     "$END": "the end of the file",
-    "ARROW": "`->`", "COLON": "`:`", "STAR": "`*`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`",
-    "LBRACE": "`{`", "RBRACE": "`}`", "ENTRY": "`entry`",
+    "ARROW": "`->`", "COLON": "`:`", "STAR": "`*`", "LSQB": "`[`", "RSQB": "`]`", "_COMMA": "`,`",
+    "_LBRACE": "`{`", "_RBRACE": "`}`", "MACHINE": "`machine`", "INITIAL": "`initial`",
+    "ENTRY": "`entry`", "FINAL": "`final`", "STATE": "`state`", "STATES": "`states`",
+    "EVENTS": "`events`", "IF": "`if`", "UNLESS": "`unless`", "DO": "`do`",
 }
 
 
 @cache
 def grammar() -> Lark:
     """The LALR parser, built once per process."""
-    return Lark.open("fsm.lark", rel_to=__file__, parser="lalr", lexer="contextual",
+    return Lark.open("fsm.lark", rel_to=__file__, parser="lalr", lexer=SpecLexer,
                      maybe_placeholders=False)
 
 
 @dataclass(frozen=True)
 class ParseResult:
+    """The tree (None after any syntax error), the transitions the lexer diverted around the
+    parser (see `lexer.divert_transitions`), and the syntax errors."""
+
     tree: Tree[Token] | None
+    diverted: list[Diverted]
     diagnostics: list[Diagnostic]
+
+
+def parse_text(text: str) -> tuple[Tree[Token], list[Diverted]]:
+    """Run the LALR parser; raises lark's `UnexpectedInput` on a syntax error."""
+    sink: list[Diverted] = []
+    SpecLexer.sinks.current = sink
+    try:
+        tree = grammar().parse(text)
+    finally:
+        SpecLexer.sinks.current = None
+    return tree, sink
 
 
 def parse(source: SourceText) -> ParseResult:
@@ -48,16 +64,18 @@ def parse(source: SourceText) -> ParseResult:
     diagnostics: list[Diagnostic] = []
     while True:
         try:
-            tree = grammar().parse(text)
+            tree, diverted = parse_text(text)
         except UnexpectedInput as error:
             diagnostic = _describe(error, source)
             diagnostics.append(diagnostic)
             line = diagnostic.span.line
             if len(diagnostics) >= MAX_SYNTAX_ERRORS or not _recoverable(text, line):
-                return ParseResult(None, diagnostics)
+                return ParseResult(None, [], diagnostics)
             text = _blank_line(text, line)
             continue
-        return ParseResult(None if diagnostics else tree, diagnostics)
+        if diagnostics:
+            return ParseResult(None, [], diagnostics)
+        return ParseResult(tree, diverted, diagnostics)
 
 
 def _recoverable(text: str, line: int) -> bool:
@@ -83,9 +101,6 @@ def _describe(error: UnexpectedInput, source: SourceText) -> Diagnostic:
     if isinstance(error, UnexpectedCharacters):
         return _bad_character(error, source)
     span = _error_span(error, source)
-    keyword = _keyword_before(error, source)
-    if keyword is not None:
-        return keyword
     message = _match_label(error) or _from_expected(error)
     return make("E001", span, f"{message}; found {_found(error)}")
 
@@ -118,29 +133,6 @@ def _error_span(error: UnexpectedInput, source: SourceText) -> Span:
                 token.end_line or token.line or 1, token.end_column or (token.column or 1) + 1)
 
 
-def _keyword_before(error: UnexpectedInput, source: SourceText) -> Diagnostic | None:
-    """`state -> B : E`: the parser fails after the keyword; report the keyword itself."""
-    token = getattr(error, "token", None)
-    if not isinstance(error, UnexpectedToken) or token is None or token.type not in (
-            "ARROW", "COMMA", "COLON", "$END", "_SEP", "LBRACE", "RBRACE"):
-        return None
-    if token.type in ("$END", "_SEP", "LBRACE", "RBRACE") and "NAME" not in error.expected:
-        return None
-    if token.line is None or token.column is None or token.line < 1:
-        return None
-    before = source.line_text(token.line)[: token.column - 1]
-    found = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", before)
-    if found is None or found.group(1) not in KEYWORDS:
-        return None
-    if token.type in ("$END", "_SEP") and not before.strip().startswith(found.group(1)):
-        return None
-    word = found.group(1)
-    column = found.start(1) + 1
-    return make("E005", Span(source.path, token.line, column, token.line, column + len(word)),
-                f"`{word}` is a keyword and cannot be used as a name",
-                "rename it (names are case-sensitive: `If` or `State` would do)")
-
-
 @cache
 def _examples() -> dict[str, list[str]]:
     """The snippets plus variants at other parser-stack depths (lark matches a state only at
@@ -167,10 +159,29 @@ def _match_label(error: UnexpectedInput) -> str | None:
     key = (len(getattr(state, "state_stack", ())), getattr(state, "position", None),
            frozenset(getattr(error, "accepts", None) or ()), getattr(token, "type", None))
     if key not in _LABELS:
-        label = error.match_examples(grammar().parse, _examples(), token_type_match_fallback=True,
-                                     use_accepts=True)
-        _LABELS[key] = EXAMPLES[label][0] if label else None
+        _LABELS[key] = _classify(error)
     return _LABELS[key]
+
+
+def _classify(error: UnexpectedInput) -> str | None:
+    """The message of the example that fails like `error` (same parser state and accepted
+    tokens; an example failing on the same token type wins), as lark's `match_examples`."""
+    fallback: str | None = None
+    token = getattr(error, "token", None)
+    for label, snippets in _examples().items():
+        for snippet in snippets:
+            try:
+                parse_text(snippet)
+            except UnexpectedInput as other:
+                if other.state != error.state or getattr(other, "accepts", None) != getattr(
+                        error, "accepts", None):
+                    continue
+                other_token = getattr(other, "token", None)
+                if token is not None and other_token is not None and \
+                        other_token.type == token.type:
+                    return EXAMPLES[label][0]
+                fallback = fallback or EXAMPLES[label][0]
+    return fallback
 
 
 # Parser situation → message: matching examples re-parses every snippet, so remember answers.

@@ -20,11 +20,12 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
 
 def undeclared_states(machine: Machine) -> Iterator[Diagnostic]:
     """E101: a transition names a state that is not declared."""
-    declared = machine.state_names
+    names = machine.state_names
+    declared = set(names)
     for transition in machine.transitions:
         for name in (transition.source, transition.target):
             if name.text not in declared and not transition.via_star:
-                hint = did_you_mean(name.text, declared) or (
+                hint = did_you_mean(name.text, names) or (
                     f"declare it: `state {name.text}`")
                 yield make("E101", name.span, f"state `{name.text}` is not declared", hint)
 
@@ -34,9 +35,10 @@ def undeclared_events(machine: Machine) -> Iterator[Diagnostic]:
     if machine.events is None:
         return
     declared = [event.text for event in machine.events]
+    known = set(declared)
     for transition in machine.transitions:
         event = transition.event
-        if event.text not in declared:
+        if event.text not in known:
             hint = did_you_mean(event.text, declared) or f"add it to `events`: {event.text}"
             yield make("E102", event.span, f"event `{event.text}` is not declared", hint)
 
