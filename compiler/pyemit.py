@@ -60,6 +60,12 @@ class EventView:
     doc: str
     rows: tuple[RowView, ...]
 
+    @property
+    def plain_rows(self) -> tuple[RowView, ...]:
+        """Sources whose only candidate has no guard and no action: the fast path's table."""
+        return tuple(row for row in self.rows if len(row.candidates) == 1
+                     and row.candidates[0].guard is None and row.candidates[0].action is None)
+
 
 @dataclass(frozen=True)
 class HookView:

@@ -80,6 +80,15 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Free -> Allocating  (line 17)
         - Reserved -> Allocating  (line 21)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_IP_ADDRESS_ALLOCATE_REQUESTED, payload)
 
     def reserve_requested(self, **payload: Any) -> IpAddress.State:
@@ -87,6 +96,15 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
 
         - Free -> Reserved  (line 18)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _IP_ADDRESS_RESERVE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_IP_ADDRESS_RESERVE_REQUESTED, payload)
 
     def release_requested(self, **payload: Any) -> IpAddress.State:
@@ -95,6 +113,15 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Reserved -> Free  (line 22)
         - Allocated -> Releasing [usage]  (line 30)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _IP_ADDRESS_RELEASE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_IP_ADDRESS_RELEASE_REQUESTED, payload)
 
     def operation_succeeded(self, **payload: Any) -> IpAddress.State:
@@ -103,6 +130,15 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Allocated [usage]  (line 26)
         - Releasing -> Free  (line 34)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_IP_ADDRESS_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> IpAddress.State:
@@ -111,6 +147,15 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Releasing  (line 27)
         - Releasing -> Releasing  (line 35)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _IP_ADDRESS_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_IP_ADDRESS_OPERATION_FAILED, payload)
 
 
@@ -153,6 +198,25 @@ _IP_ADDRESS_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
         candidate(_S.Releasing),  # line 35
     ),
 })
+_IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
+    _S.Free: _S.Allocating,
+    _S.Reserved: _S.Allocating,
+}
+_IP_ADDRESS_RESERVE_REQUESTED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
+    _S.Free: _S.Reserved,
+}
+_IP_ADDRESS_RELEASE_REQUESTED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
+    _S.Reserved: _S.Free,
+    _S.Allocated: _S.Releasing,
+}
+_IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
+    _S.Allocating: _S.Allocated,
+    _S.Releasing: _S.Free,
+}
+_IP_ADDRESS_OPERATION_FAILED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
+    _S.Allocating: _S.Releasing,
+    _S.Releasing: _S.Releasing,
+}
 IpAddress._DISPATCH = {
     _E.AllocateRequested: _IP_ADDRESS_ALLOCATE_REQUESTED,
     "AllocateRequested": _IP_ADDRESS_ALLOCATE_REQUESTED,

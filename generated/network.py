@@ -76,6 +76,15 @@ class Network(Machine["Network.State", "Network.Event"]):
 
         - Allocated -> Implementing  (line 19)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NETWORK_IMPLEMENT_NETWORK_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
 
     def destroy_network(self, **payload: Any) -> Network.State:
@@ -85,6 +94,15 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Setup -> Destroy  (line 22)
         - Implemented -> Shutdown  (line 30)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NETWORK_DESTROY_NETWORK_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NETWORK_DESTROY_NETWORK, payload)
 
     def operation_succeeded(self, **payload: Any) -> Network.State:
@@ -93,6 +111,15 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Implemented  (line 25)
         - Shutdown -> Allocated  (line 33)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NETWORK_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> Network.State:
@@ -101,6 +128,15 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Shutdown  (line 26)
         - Shutdown -> Shutdown  (line 34)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NETWORK_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NETWORK_OPERATION_FAILED, payload)
 
 
@@ -138,6 +174,22 @@ _NETWORK_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
         candidate(_S.Shutdown),  # line 34
     ),
 })
+_NETWORK_IMPLEMENT_NETWORK_PLAIN: dict[Network.State, Network.State] = {
+    _S.Allocated: _S.Implementing,
+}
+_NETWORK_DESTROY_NETWORK_PLAIN: dict[Network.State, Network.State] = {
+    _S.Allocated: _S.Destroy,
+    _S.Setup: _S.Destroy,
+    _S.Implemented: _S.Shutdown,
+}
+_NETWORK_OPERATION_SUCCEEDED_PLAIN: dict[Network.State, Network.State] = {
+    _S.Implementing: _S.Implemented,
+    _S.Shutdown: _S.Allocated,
+}
+_NETWORK_OPERATION_FAILED_PLAIN: dict[Network.State, Network.State] = {
+    _S.Implementing: _S.Shutdown,
+    _S.Shutdown: _S.Shutdown,
+}
 Network._DISPATCH = {
     _E.ImplementNetwork: _NETWORK_IMPLEMENT_NETWORK,
     "ImplementNetwork": _NETWORK_IMPLEMENT_NETWORK,

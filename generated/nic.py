@@ -75,6 +75,15 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Allocated -> Reserving  (line 15)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NIC_RESERVATION_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NIC_RESERVATION_REQUESTED, payload)
 
     def release_requested(self, **payload: Any) -> Nic.State:
@@ -82,6 +91,15 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserved -> Releasing  (line 22)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NIC_RELEASE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NIC_RELEASE_REQUESTED, payload)
 
     def cancel_requested(self, **payload: Any) -> Nic.State:
@@ -89,6 +107,15 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserving -> Allocated  (line 18)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NIC_CANCEL_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NIC_CANCEL_REQUESTED, payload)
 
     def operation_completed(self, **payload: Any) -> Nic.State:
@@ -97,6 +124,15 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Reserved  (line 19)
         - Releasing -> Allocated  (line 25)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NIC_OPERATION_COMPLETED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NIC_OPERATION_COMPLETED, payload)
 
     def operation_failed(self, **payload: Any) -> Nic.State:
@@ -105,6 +141,15 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Allocated  (line 20)
         - Releasing -> Reserved  (line 26)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _NIC_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_NIC_OPERATION_FAILED, payload)
 
 
@@ -141,6 +186,23 @@ _NIC_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
         candidate(_S.Reserved),  # line 26
     ),
 })
+_NIC_RESERVATION_REQUESTED_PLAIN: dict[Nic.State, Nic.State] = {
+    _S.Allocated: _S.Reserving,
+}
+_NIC_RELEASE_REQUESTED_PLAIN: dict[Nic.State, Nic.State] = {
+    _S.Reserved: _S.Releasing,
+}
+_NIC_CANCEL_REQUESTED_PLAIN: dict[Nic.State, Nic.State] = {
+    _S.Reserving: _S.Allocated,
+}
+_NIC_OPERATION_COMPLETED_PLAIN: dict[Nic.State, Nic.State] = {
+    _S.Reserving: _S.Reserved,
+    _S.Releasing: _S.Allocated,
+}
+_NIC_OPERATION_FAILED_PLAIN: dict[Nic.State, Nic.State] = {
+    _S.Reserving: _S.Allocated,
+    _S.Releasing: _S.Reserved,
+}
 Nic._DISPATCH = {
     _E.ReservationRequested: _NIC_RESERVATION_REQUESTED,
     "ReservationRequested": _NIC_RESERVATION_REQUESTED,

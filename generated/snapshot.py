@@ -118,6 +118,15 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - Allocated -> Creating  (line 26)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _SNAPSHOT_CREATE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
 
     def operation_not_performed(self, **payload: Any) -> Snapshot.State:
@@ -127,6 +136,15 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - CreatedOnPrimary -> BackedUp  (line 35)
         - BackingUp -> BackedUp  (line 39)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
 
     def backup_to_secondary(self, **payload: Any) -> Snapshot.State:
@@ -136,6 +154,15 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackingUp -> BackingUp  (line 40)
         - BackedUp -> BackingUp  (line 44)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
 
     def backedup_to_secondary(self, **payload: Any) -> Snapshot.State:
@@ -148,6 +175,15 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackedUp -> Destroying  (line 42)
         - Destroying -> Destroying  (line 53)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _SNAPSHOT_DESTROY_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
 
     def copying_requested(self, **payload: Any) -> Snapshot.State:
@@ -155,6 +191,15 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - BackedUp -> Copying  (line 43)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _SNAPSHOT_COPYING_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
 
     def operation_succeeded(self, **payload: Any) -> Snapshot.State:
@@ -165,6 +210,15 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 47)
         - Destroying -> Destroyed  (line 51)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> Snapshot.State:
@@ -175,6 +229,15 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 48)
         - Destroying -> BackedUp  (line 52)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _SNAPSHOT_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
 
 
@@ -250,6 +313,38 @@ _SNAPSHOT_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
         candidate(_S.BackedUp),  # line 52
     ),
 })
+_SNAPSHOT_CREATE_REQUESTED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
+    _S.Allocated: _S.Creating,
+}
+_SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
+    _S.Creating: _S.BackedUp,
+    _S.CreatedOnPrimary: _S.BackedUp,
+    _S.BackingUp: _S.BackedUp,
+}
+_SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN: dict[Snapshot.State, Snapshot.State] = {
+    _S.CreatedOnPrimary: _S.BackingUp,
+    _S.BackingUp: _S.BackingUp,
+    _S.BackedUp: _S.BackingUp,
+}
+_SNAPSHOT_DESTROY_REQUESTED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
+    _S.BackedUp: _S.Destroying,
+    _S.Destroying: _S.Destroying,
+}
+_SNAPSHOT_COPYING_REQUESTED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
+    _S.BackedUp: _S.Copying,
+}
+_SNAPSHOT_OPERATION_SUCCEEDED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
+    _S.Creating: _S.CreatedOnPrimary,
+    _S.BackingUp: _S.BackedUp,
+    _S.Copying: _S.BackedUp,
+    _S.Destroying: _S.Destroyed,
+}
+_SNAPSHOT_OPERATION_FAILED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
+    _S.Creating: _S.Error,
+    _S.BackingUp: _S.Error,
+    _S.Copying: _S.BackedUp,
+    _S.Destroying: _S.BackedUp,
+}
 Snapshot._DISPATCH = {
     _E.CreateRequested: _SNAPSHOT_CREATE_REQUESTED,
     "CreateRequested": _SNAPSHOT_CREATE_REQUESTED,

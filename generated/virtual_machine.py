@@ -230,6 +230,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Starting  (line 35)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_START_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
 
     def stop_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -239,6 +248,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Stopping  (line 69)
         - Stopping -> Stopping  (line 93)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
 
     def destroy_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -247,6 +265,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Destroyed [usage]  (line 36)
         - Error -> Expunging  (line 103)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
 
     def recovery_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -254,6 +281,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Destroyed -> Stopped [usage]  (line 61)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
 
     def agent_report_stopped(self, **payload: Any) -> VirtualMachine.State:
@@ -265,6 +301,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 83)
         - Stopping -> Stopped [usage]  (line 92)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
 
     def agent_report_running(self, **payload: Any) -> VirtualMachine.State:
@@ -275,6 +320,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 82)
         - Stopping -> Running  (line 91)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
 
     def migration_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -283,6 +337,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Migrating  (line 66)
         - Migrating -> Migrating  (line 79)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
 
     def storage_migration_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -290,6 +353,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Migrating  (line 44)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
 
     def expunge_operation(self, **payload: Any) -> VirtualMachine.State:
@@ -300,6 +372,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Expunging -> Expunging  (line 100)
         - Error -> Expunging  (line 104)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
 
     def operation_succeeded(self, **payload: Any) -> VirtualMachine.State:
@@ -310,6 +391,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 80)
         - Stopping -> Stopped [usage]  (line 89)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> VirtualMachine.State:
@@ -321,6 +411,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopping -> Running  (line 90)
         - Expunging -> Expunging  (line 99)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
 
     def operation_failed_to_error(self, **payload: Any) -> VirtualMachine.State:
@@ -328,6 +427,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Error [usage]  (line 40)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
 
     def operation_retry(self, **payload: Any) -> VirtualMachine.State:
@@ -335,6 +443,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Starting -> Starting  (line 51)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
 
     def agent_report_shutdowned(self, **payload: Any) -> VirtualMachine.State:
@@ -346,6 +463,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 84)
         - Stopping -> Stopped [usage]  (line 94)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
 
     def agent_report_migrated(self, **payload: Any) -> VirtualMachine.State:
@@ -353,6 +479,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Running -> Running  (line 71)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
 
     def revert_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -369,6 +504,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Restoring  (line 45)
         - Destroyed -> Restoring  (line 63)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
 
     def restoring_failed(self, **payload: Any) -> VirtualMachine.State:
@@ -376,6 +520,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 109)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
 
     def restoring_success(self, **payload: Any) -> VirtualMachine.State:
@@ -383,6 +536,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 108)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
 
     def follow_agent_power_on_report(self, **payload: Any) -> VirtualMachine.State:
@@ -394,6 +556,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 85)
         - Stopping -> Running  (line 95)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
 
     def follow_agent_power_off_report(self, **payload: Any) -> VirtualMachine.State:
@@ -405,6 +576,15 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 86)
         - Stopping -> Stopped [usage]  (line 96)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
 
 
@@ -618,6 +798,100 @@ _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT = Dispatch(_E.FollowAgentPowerOff
         candidate(_S.Stopped, tags=("usage",)),  # line 96
     ),
 })
+_VIRTUAL_MACHINE_START_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Stopped: _S.Starting,
+}
+_VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Stopped: _S.Stopped,
+    _S.Running: _S.Stopping,
+    _S.Stopping: _S.Stopping,
+}
+_VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Stopped: _S.Destroyed,
+    _S.Error: _S.Expunging,
+}
+_VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Destroyed: _S.Stopped,
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Stopped: _S.Stopped,
+    _S.Starting: _S.Stopped,
+    _S.Running: _S.Stopped,
+    _S.Migrating: _S.Stopped,
+    _S.Stopping: _S.Stopped,
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Starting: _S.Running,
+    _S.Running: _S.Running,
+    _S.Migrating: _S.Running,
+    _S.Stopping: _S.Running,
+}
+_VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Running: _S.Migrating,
+    _S.Migrating: _S.Migrating,
+}
+_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
+    _S.Stopped: _S.Migrating,
+}
+_VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Stopped: _S.Expunging,
+    _S.Destroyed: _S.Expunging,
+    _S.Expunging: _S.Expunging,
+    _S.Error: _S.Expunging,
+}
+_VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Starting: _S.Running,
+    _S.Running: _S.Running,
+    _S.Migrating: _S.Running,
+    _S.Stopping: _S.Stopped,
+}
+_VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Stopped: _S.Stopped,
+    _S.Starting: _S.Stopped,
+    _S.Migrating: _S.Running,
+    _S.Stopping: _S.Running,
+    _S.Expunging: _S.Expunging,
+}
+_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
+    _S.Stopped: _S.Error,
+}
+_VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Starting: _S.Starting,
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
+    _S.Stopped: _S.Stopped,
+    _S.Starting: _S.Stopped,
+    _S.Running: _S.Stopped,
+    _S.Migrating: _S.Stopped,
+    _S.Stopping: _S.Stopped,
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Running: _S.Running,
+}
+_VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Stopped: _S.Restoring,
+    _S.Destroyed: _S.Restoring,
+}
+_VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Restoring: _S.Stopped,
+}
+_VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
+    _S.Restoring: _S.Stopped,
+}
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
+    _S.Stopped: _S.Running,
+    _S.Starting: _S.Running,
+    _S.Running: _S.Running,
+    _S.Migrating: _S.Running,
+    _S.Stopping: _S.Running,
+}
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
+    _S.Stopped: _S.Stopped,
+    _S.Starting: _S.Stopped,
+    _S.Running: _S.Stopped,
+    _S.Migrating: _S.Stopped,
+    _S.Stopping: _S.Stopped,
+}
 VirtualMachine._DISPATCH = {
     _E.CreateRequested: _VIRTUAL_MACHINE_CREATE_REQUESTED,
     "CreateRequested": _VIRTUAL_MACHINE_CREATE_REQUESTED,

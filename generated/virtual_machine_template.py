@@ -85,6 +85,15 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadError  (line 27)
         - UploadInProgress -> UploadError  (line 30)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
 
     def operation_succeeded(self, **payload: Any) -> VirtualMachineTemplate.State:
@@ -93,6 +102,15 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> Active  (line 26)
         - UploadInProgress -> Active  (line 29)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
 
     def upload_requested(self, **payload: Any) -> VirtualMachineTemplate.State:
@@ -100,6 +118,15 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
 
         - NotUploaded -> UploadInProgress  (line 25)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
 
     def operation_timeout(self, **payload: Any) -> VirtualMachineTemplate.State:
@@ -108,6 +135,15 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadAbandoned  (line 24)
         - UploadInProgress -> UploadError  (line 31)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
 
 
@@ -142,6 +178,21 @@ _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT = Dispatch(_E.OperationTimeout, {
         candidate(_S.UploadError),  # line 31
     ),
 })
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
+    _S.NotUploaded: _S.UploadError,
+    _S.UploadInProgress: _S.UploadError,
+}
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
+    _S.NotUploaded: _S.Active,
+    _S.UploadInProgress: _S.Active,
+}
+_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
+    _S.NotUploaded: _S.UploadInProgress,
+}
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
+    _S.NotUploaded: _S.UploadAbandoned,
+    _S.UploadInProgress: _S.UploadError,
+}
 VirtualMachineTemplate._DISPATCH = {
     _E.OperationFailed: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,
     "OperationFailed": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,

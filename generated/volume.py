@@ -241,6 +241,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Creating -> Creating  (line 52)
         - Ready -> Creating  (line 57)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_CREATE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_CREATE_REQUESTED, payload)
 
     def copy_requested(self, **payload: Any) -> Volume.State:
@@ -248,6 +257,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Uploaded -> Copying  (line 105)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_COPY_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_COPY_REQUESTED, payload)
 
     def copy_succeeded(self, **payload: Any) -> Volume.State:
@@ -277,6 +295,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadError  (line 114)
         - UploadInProgress -> UploadError  (line 116)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_OPERATION_FAILED, payload)
 
     def operation_succeeded(self, **payload: Any) -> Volume.State:
@@ -298,6 +325,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> Uploaded  (line 113)
         - UploadInProgress -> Uploaded  (line 115)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
 
     def operation_retry(self, **payload: Any) -> Volume.State:
@@ -305,6 +341,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Creating  (line 48)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_OPERATION_RETRY_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_OPERATION_RETRY, payload)
 
     def upload_requested(self, **payload: Any) -> Volume.State:
@@ -313,6 +358,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Allocated -> UploadOp  (line 44)
         - NotUploaded -> UploadInProgress  (line 112)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_UPLOAD_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
 
     def migration_requested(self, **payload: Any) -> Volume.State:
@@ -320,6 +374,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Migrating  (line 64)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_MIGRATION_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
 
     def migration_copy_requested(self, **payload: Any) -> Volume.State:
@@ -327,6 +390,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Allocated -> Creating  (line 45)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
 
     def migration_copy_succeeded(self, **payload: Any) -> Volume.State:
@@ -334,6 +406,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Ready [usage]  (line 54)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
 
     def migration_copy_failed(self, **payload: Any) -> Volume.State:
@@ -341,6 +422,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Allocated  (line 53)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_MIGRATION_COPY_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
 
     def snapshot_requested(self, **payload: Any) -> Volume.State:
@@ -348,6 +438,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Snapshotting  (line 62)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
 
     def revert_snapshot_requested(self, **payload: Any) -> Volume.State:
@@ -355,6 +454,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> RevertSnapshotting  (line 63)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
 
     def destroy_requested(self, **payload: Any) -> Volume.State:
@@ -368,6 +476,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - UploadError -> Destroy  (line 118)
         - UploadAbandoned -> Destroy  (line 119)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_DESTROY_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
 
     def recover_requested(self, **payload: Any) -> Volume.State:
@@ -375,6 +492,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Destroy -> Ready  (line 96)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_RECOVER_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
 
     def expunging_requested(self, **payload: Any) -> Volume.State:
@@ -384,6 +510,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Expunged  (line 87)
         - Destroy -> Expunging  (line 93)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_EXPUNGING_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
 
     def resize_requested(self, **payload: Any) -> Volume.State:
@@ -391,6 +526,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Resizing  (line 58)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_RESIZE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
 
     def attach_requested(self, **payload: Any) -> Volume.State:
@@ -398,6 +542,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Attaching  (line 65)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_ATTACH_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
 
     def operation_timeout(self, **payload: Any) -> Volume.State:
@@ -406,6 +559,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadAbandoned  (line 111)
         - UploadInProgress -> UploadError  (line 117)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_OPERATION_TIMEOUT_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
 
     def restore_requested(self, **payload: Any) -> Volume.State:
@@ -415,6 +577,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Restoring  (line 90)
         - Destroy -> Restoring  (line 97)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_RESTORE_REQUESTED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
 
     def restore_succeeded(self, **payload: Any) -> Volume.State:
@@ -422,6 +593,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 123)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_RESTORE_SUCCEEDED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
 
     def restore_failed(self, **payload: Any) -> Volume.State:
@@ -429,6 +609,15 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 124)
         """
+        # Fast path: an unguarded transition without action, and nobody listening.
+        lock = self._lock or self._allocate_lock()
+        if lock.acquire(False):
+            target = _VOLUME_RESTORE_FAILED_PLAIN.get(self._state)
+            if target is not None and not self._observed and not self._class_observed:
+                self._state = target
+                lock.release()
+                return target
+            lock.release()
         return self._fire(_VOLUME_RESTORE_FAILED, payload)
 
 
@@ -669,6 +858,111 @@ _VOLUME_RESTORE_FAILED = Dispatch(_E.RestoreFailed, {
         candidate(_S.Ready),  # line 124
     ),
 })
+_VOLUME_CREATE_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Allocated: _S.Creating,
+    _S.Creating: _S.Creating,
+    _S.Ready: _S.Creating,
+}
+_VOLUME_COPY_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Uploaded: _S.Copying,
+}
+_VOLUME_OPERATION_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Allocated: _S.Allocated,
+    _S.Creating: _S.Allocated,
+    _S.Ready: _S.Ready,
+    _S.Migrating: _S.Ready,
+    _S.Snapshotting: _S.Ready,
+    _S.RevertSnapshotting: _S.Ready,
+    _S.Resizing: _S.Ready,
+    _S.Attaching: _S.Ready,
+    _S.Expunging: _S.Destroy,
+    _S.Expunged: _S.Expunged,
+    _S.Destroy: _S.Destroy,
+    _S.UploadOp: _S.Allocated,
+    _S.Copying: _S.Uploaded,
+    _S.NotUploaded: _S.UploadError,
+    _S.UploadInProgress: _S.UploadError,
+}
+_VOLUME_OPERATION_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Allocated: _S.Allocated,
+    _S.Creating: _S.Ready,
+    _S.Ready: _S.Ready,
+    _S.Migrating: _S.Ready,
+    _S.Snapshotting: _S.Ready,
+    _S.RevertSnapshotting: _S.Ready,
+    _S.Resizing: _S.Ready,
+    _S.Attaching: _S.Ready,
+    _S.Expunging: _S.Expunged,
+    _S.Expunged: _S.Expunged,
+    _S.Destroy: _S.Destroy,
+    _S.UploadOp: _S.Uploaded,
+    _S.Copying: _S.Ready,
+    _S.NotUploaded: _S.Uploaded,
+    _S.UploadInProgress: _S.Uploaded,
+}
+_VOLUME_OPERATION_RETRY_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Creating: _S.Creating,
+}
+_VOLUME_UPLOAD_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Allocated: _S.UploadOp,
+    _S.NotUploaded: _S.UploadInProgress,
+}
+_VOLUME_MIGRATION_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Ready: _S.Migrating,
+}
+_VOLUME_MIGRATION_COPY_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Allocated: _S.Creating,
+}
+_VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Creating: _S.Ready,
+}
+_VOLUME_MIGRATION_COPY_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Creating: _S.Allocated,
+}
+_VOLUME_SNAPSHOT_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Ready: _S.Snapshotting,
+}
+_VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Ready: _S.RevertSnapshotting,
+}
+_VOLUME_DESTROY_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Allocated: _S.Destroy,
+    _S.Creating: _S.Destroy,
+    _S.Ready: _S.Destroy,
+    _S.UploadOp: _S.Destroy,
+    _S.Uploaded: _S.Destroy,
+    _S.UploadError: _S.Destroy,
+    _S.UploadAbandoned: _S.Destroy,
+}
+_VOLUME_RECOVER_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Destroy: _S.Ready,
+}
+_VOLUME_EXPUNGING_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Expunging: _S.Expunging,
+    _S.Expunged: _S.Expunged,
+    _S.Destroy: _S.Expunging,
+}
+_VOLUME_RESIZE_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Ready: _S.Resizing,
+}
+_VOLUME_ATTACH_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Ready: _S.Attaching,
+}
+_VOLUME_OPERATION_TIMEOUT_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.NotUploaded: _S.UploadAbandoned,
+    _S.UploadInProgress: _S.UploadError,
+}
+_VOLUME_RESTORE_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Ready: _S.Restoring,
+    _S.Expunged: _S.Restoring,
+    _S.Destroy: _S.Restoring,
+}
+_VOLUME_RESTORE_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Restoring: _S.Ready,
+}
+_VOLUME_RESTORE_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
+    _S.Restoring: _S.Ready,
+}
 Volume._DISPATCH = {
     _E.CreateRequested: _VOLUME_CREATE_REQUESTED,
     "CreateRequested": _VOLUME_CREATE_REQUESTED,

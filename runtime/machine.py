@@ -105,7 +105,7 @@ class _Busy:
 class Machine(Generic[S, E]):
     """Base of generated machines. Subclasses set `State`, `Event`, `SPEC` and the tables."""
 
-    __slots__ = ("_bus", "_busy", "_hooks", "_lock", "_resource_id", "_state")
+    __slots__ = ("_bus", "_busy", "_hooks", "_lock", "_observed", "_resource_id", "_state")
 
     State: ClassVar[type[Any]]
     Event: ClassVar[type[Any]]
@@ -114,6 +114,9 @@ class Machine(Generic[S, E]):
     _ALLOWED: ClassVar[dict[Any, tuple[Any, ...]]]
     _INITIAL: ClassVar[Any]
     _class_hooks: ClassVar[_Hooks] = _NO_HOOKS
+    # True when any class listener is registered: the generated fast path reads this and
+    # `_observed` (a bus or instance listeners) to know that nobody needs an event.
+    _class_observed: ClassVar[bool] = False
     _own_class_listeners: ClassVar[tuple[object, ...]] = ()
 
     def __init__(self, resource_id: object, *, bus: Bus | None = None,
@@ -123,6 +126,7 @@ class Machine(Generic[S, E]):
         self._hooks: _Hooks | None = None
         self._lock: threading.Lock | None = None
         self._busy: _Busy | None = None
+        self._observed = bus is not None
         self._state: S = self._INITIAL if state is None else self._coerce_state(state)
 
     @classmethod
@@ -199,6 +203,7 @@ class Machine(Generic[S, E]):
         current = self._hooks or _NO_HOOKS
         if not any(existing is listener for existing in current.listeners):
             self._hooks = _make_hooks((*current.listeners, listener))
+            self._observed = True
 
     def remove_listener(self, listener: TransitionListener | object) -> None:
         current = self._hooks or _NO_HOOKS
@@ -206,6 +211,7 @@ class Machine(Generic[S, E]):
         if len(remaining) == len(current.listeners):
             raise ValueError(f"{listener!r} is not a listener of {self!r}")
         self._hooks = _make_hooks(remaining) if remaining else None
+        self._observed = self._hooks is not None or self._bus is not None
 
     @classmethod
     def add_class_listener(cls, listener: TransitionListener | object) -> None:
@@ -228,7 +234,11 @@ class Machine(Generic[S, E]):
 
     def fire(self, event: E | str, /, **payload: Any) -> S:
         """Fire `event` (a member of `Event` or its name) and return the new state."""
-        return self._fire(self._dispatch(event), payload)
+        try:
+            dispatch = self._DISPATCH[event]
+        except (KeyError, TypeError):
+            dispatch = self._dispatch(event)
+        return self._fire(dispatch, payload)
 
     def _dispatch(self, event: object) -> Dispatch:
         try:
@@ -248,8 +258,7 @@ class Machine(Generic[S, E]):
             if candidates is None:
                 raise self._invalid(dispatch.event)
             first = candidates[0]
-            if first.plain and self._bus is None and self._hooks is None and \
-                    not self._class_hooks.listeners:
+            if first.plain and not self._observed and not self._class_observed:
                 self._state = first.target
                 return first.target  # type: ignore[no-any-return]
             return self._transition(dispatch, candidates, payload, _Busy(_get_ident()))
@@ -257,6 +266,7 @@ class Machine(Generic[S, E]):
             lock.release()
 
     def _allocate_lock(self) -> threading.Lock:
+        """The instance's lock, created on first use (under a global lock, so only once)."""
         with _creating_lock:
             if self._lock is None:
                 self._lock = _new_lock()
@@ -445,6 +455,7 @@ def _refresh_class_hooks(cls: type[Machine[Any, Any]]) -> None:
     for klass in reversed(cls.__mro__):
         listeners.extend(klass.__dict__.get("_own_class_listeners", ()))
     cls._class_hooks = _make_hooks(tuple(listeners)) if listeners else _NO_HOOKS
+    cls._class_observed = bool(listeners)
     for subclass in cls.__subclasses__():
         _refresh_class_hooks(subclass)
 

@@ -189,4 +189,4 @@ def test_interrupted_write_leaves_no_partial_module(tmp_path: Path,
     monkeypatch.setattr(os, "replace", interrupted)
     assert main(["build", str(spec), "-o", str(out)]) == 130
     assert (out / "door.py").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["__init__.py", "door.py"]
+    assert [p.name for p in out.rglob("*") if p.name.startswith(".")] == []
