@@ -16,11 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.synthetic import synthetic_spec
 from fsmc.compiler.cli import main as fsmc_main
 from fsmc.compiler.project import check_results
 from fsmc.dsl.loader import load_text
 from fsmc.dsl.parser import grammar
+
+from bench.synthetic import synthetic_spec
 
 
 def time_check(transitions: int, repeat: int) -> float:

@@ -287,11 +287,11 @@ def _fit_lines(text: str) -> str:
     shortened (a very long spec name) for the linter rather than break it."""
     out: list[str] = []
     for line in text.splitlines():
-        if len(line) < LINE_LIMIT:
+        if len(line) <= LINE_LIMIT:
             out.append(line)
             continue
         out.extend(_wrap_call(line))
-    return "\n".join(o if len(o) < LINE_LIMIT or o.endswith(_NOQA) else o + _NOQA
+    return "\n".join(o if len(o) <= LINE_LIMIT or o.endswith(_NOQA) else o + _NOQA
                      for o in out) + "\n"
 
 
@@ -310,7 +310,7 @@ def _wrap_call(line: str) -> list[str]:
     current = inner
     for argument in arguments:
         piece = f"{argument},"
-        if current != inner and len(current) + 1 + len(piece) >= LINE_LIMIT:
+        if current != inner and len(current) + 1 + len(piece) > LINE_LIMIT:
             lines.append(current)
             current = inner
         current += piece if current == inner else " " + piece

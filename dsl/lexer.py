@@ -69,7 +69,8 @@ def tokenize(text: str, position: int = 0, end: int | None = None) -> Iterator[T
     while position < end:
         found = match(text, position)
         if found is None:
-            raise UnexpectedCharacters(text, position, line, position - line_start + 1)
+            raise UnexpectedCharacters(  # type: ignore[no-untyped-call]
+                text, position, line, position - line_start + 1)
         kind = found.lastgroup
         stop = found.end()
         if kind == "WS":

@@ -62,9 +62,7 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
             TransitionSpec(
                 "Allocating", "OperationSucceeded", "Allocated", None, False, None, ("usage",), 26,
             ),
-            TransitionSpec(
-                "Allocating", "OperationFailed", "Releasing", None, False, None, (), 27,
-            ),
+            TransitionSpec("Allocating", "OperationFailed", "Releasing", None, False, None, (), 27),
             TransitionSpec(
                 "Allocated", "ReleaseRequested", "Releasing", None, False, None, ("usage",), 30,
             ),

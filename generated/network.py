@@ -45,7 +45,7 @@ class Network(Machine["Network.State", "Network.Event"]):
         docs={
             "Allocated": "Designed and saved, not implemented on any network element",
             "Setup": "Created ready to use, without an implementing step",
-            "Implementing": "Being implemented on its network elements (router, VLAN, firewall...)",  # noqa: E501
+            "Implementing": "Being implemented on its network elements (router, VLAN, firewall...)",
             "Implemented": "Implemented and carrying traffic",
             "Shutdown": "Being shut down on its network elements; returns to Allocated when done",
             "Destroy": "Destroyed; the row is marked removed",

@@ -93,13 +93,9 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
             TransitionSpec(
                 "BackingUp", "BackupToSecondary", "BackingUp", None, False, None, (), 40,
             ),
-            TransitionSpec(
-                "BackedUp", "DestroyRequested", "Destroying", None, False, None, (), 42,
-            ),
+            TransitionSpec("BackedUp", "DestroyRequested", "Destroying", None, False, None, (), 42),
             TransitionSpec("BackedUp", "CopyingRequested", "Copying", None, False, None, (), 43),
-            TransitionSpec(
-                "BackedUp", "BackupToSecondary", "BackingUp", None, False, None, (), 44,
-            ),
+            TransitionSpec("BackedUp", "BackupToSecondary", "BackingUp", None, False, None, (), 44),
             TransitionSpec("Copying", "OperationSucceeded", "BackedUp", None, False, None, (), 47),
             TransitionSpec("Copying", "OperationFailed", "BackedUp", None, False, None, (), 48),
             TransitionSpec(

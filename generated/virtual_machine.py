@@ -110,12 +110,9 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
             TransitionSpec(
                 "Stopped", "StorageMigrationRequested", "Migrating", None, False, None, (), 44,
             ),
+            TransitionSpec("Stopped", "RestoringRequested", "Restoring", None, False, None, (), 45),
             TransitionSpec(
-                "Stopped", "RestoringRequested", "Restoring", None, False, None, (), 45,
-            ),
-            TransitionSpec(
-                "Stopped", "FollowAgentPowerOnReport", "Running", None, False, None, ("usage",),
-                47,
+                "Stopped", "FollowAgentPowerOnReport", "Running", None, False, None, ("usage",), 47,
             ),
             TransitionSpec(
                 "Stopped", "FollowAgentPowerOffReport", "Stopped", None, False, None, (), 48,
@@ -142,15 +139,11 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
             TransitionSpec(
                 "Destroyed", "RecoveryRequested", "Stopped", None, False, None, ("usage",), 61,
             ),
-            TransitionSpec(
-                "Destroyed", "ExpungeOperation", "Expunging", None, False, None, (), 62,
-            ),
+            TransitionSpec("Destroyed", "ExpungeOperation", "Expunging", None, False, None, (), 62),
             TransitionSpec(
                 "Destroyed", "RestoringRequested", "Restoring", None, False, None, (), 63,
             ),
-            TransitionSpec(
-                "Running", "MigrationRequested", "Migrating", None, False, None, (), 66,
-            ),
+            TransitionSpec("Running", "MigrationRequested", "Migrating", None, False, None, (), 66),
             TransitionSpec("Running", "AgentReportRunning", "Running", None, False, None, (), 67),
             TransitionSpec(
                 "Running", "AgentReportStopped", "Stopped", None, False, None, ("usage",), 68,
@@ -171,16 +164,10 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
             TransitionSpec(
                 "Migrating", "MigrationRequested", "Migrating", None, False, None, (), 79,
             ),
-            TransitionSpec(
-                "Migrating", "OperationSucceeded", "Running", None, False, None, (), 80,
-            ),
+            TransitionSpec("Migrating", "OperationSucceeded", "Running", None, False, None, (), 80),
             TransitionSpec("Migrating", "OperationFailed", "Running", None, False, None, (), 81),
-            TransitionSpec(
-                "Migrating", "AgentReportRunning", "Running", None, False, None, (), 82,
-            ),
-            TransitionSpec(
-                "Migrating", "AgentReportStopped", "Stopped", None, False, None, (), 83,
-            ),
+            TransitionSpec("Migrating", "AgentReportRunning", "Running", None, False, None, (), 82),
+            TransitionSpec("Migrating", "AgentReportStopped", "Stopped", None, False, None, (), 83),
             TransitionSpec(
                 "Migrating", "AgentReportShutdowned", "Stopped", None, False, None, (), 84,
             ),
@@ -858,7 +845,7 @@ _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN: dict[VirtualMachine.State, Vir
 _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
     _S.Starting: _S.Starting,
 }
-_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
+_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
     _S.Stopped: _S.Stopped,
     _S.Starting: _S.Stopped,
     _S.Running: _S.Stopped,

@@ -12,7 +12,7 @@ __all__ = ["Volume"]
 
 
 class Volume(Machine["Volume.State", "Volume.Event"]):
-    """Lifecycle of a CloudStack disk volume (root or data), from allocation or upload to expunge"""  # noqa: E501
+    """Lifecycle of a CloudStack disk volume (root or data), from allocation or upload to expunge"""
 
     __slots__ = ()
 
@@ -136,12 +136,9 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
             TransitionSpec("Ready", "OperationSucceeded", "Ready", None, False, None, (), 59),
             TransitionSpec("Ready", "OperationFailed", "Ready", None, False, None, (), 60),
             TransitionSpec("Ready", "DestroyRequested", "Destroy", None, False, None, (), 61),
+            TransitionSpec("Ready", "SnapshotRequested", "Snapshotting", None, False, None, (), 62),
             TransitionSpec(
-                "Ready", "SnapshotRequested", "Snapshotting", None, False, None, (), 62,
-            ),
-            TransitionSpec(
-                "Ready", "RevertSnapshotRequested", "RevertSnapshotting", None, False, None, (),
-                63,
+                "Ready", "RevertSnapshotRequested", "RevertSnapshotting", None, False, None, (), 63,
             ),
             TransitionSpec("Ready", "MigrationRequested", "Migrating", None, False, None, (), 64),
             TransitionSpec("Ready", "AttachRequested", "Attaching", None, False, None, (), 65),
@@ -171,17 +168,11 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                 "Expunging", "OperationSucceeded", "Expunged", None, False, None, (), 83,
             ),
             TransitionSpec("Expunging", "OperationFailed", "Destroy", None, False, None, (), 84),
-            TransitionSpec(
-                "Expunged", "ExpungingRequested", "Expunged", None, False, None, (), 87,
-            ),
-            TransitionSpec(
-                "Expunged", "OperationSucceeded", "Expunged", None, False, None, (), 88,
-            ),
+            TransitionSpec("Expunged", "ExpungingRequested", "Expunged", None, False, None, (), 87),
+            TransitionSpec("Expunged", "OperationSucceeded", "Expunged", None, False, None, (), 88),
             TransitionSpec("Expunged", "OperationFailed", "Expunged", None, False, None, (), 89),
             TransitionSpec("Expunged", "RestoreRequested", "Restoring", None, False, None, (), 90),
-            TransitionSpec(
-                "Destroy", "ExpungingRequested", "Expunging", None, False, None, (), 93,
-            ),
+            TransitionSpec("Destroy", "ExpungingRequested", "Expunging", None, False, None, (), 93),
             TransitionSpec(
                 "Destroy", "OperationSucceeded", "Destroy", None, False, None, ("usage",), 94,
             ),

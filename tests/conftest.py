@@ -51,3 +51,22 @@ def codes(project: Project) -> list[tuple[str, int, int]]:
 @pytest.fixture
 def design_example() -> str:
     return DESIGN_EXAMPLE
+
+
+# --- diagrams (issue 6) ---------------------------------------------------------------------
+
+def dot_missing_reason() -> str | None:
+    """Why tests that render with Graphviz must skip, or None when `dot` is installed."""
+    import shutil
+
+    if shutil.which("dot") is None:
+        return "Graphviz `dot` is not installed (Debian/Ubuntu: apt-get install graphviz)"
+    return None
+
+
+@pytest.fixture
+def requires_dot() -> None:
+    """Skip the test when Graphviz's `dot` binary is not on PATH."""
+    reason = dot_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from hypothesis import strategies as st
-
 from fsmc.compiler.project import check_results
 from fsmc.compiler.pyemit import module_view, render_module
 from fsmc.dsl.loader import load_text
+from hypothesis import strategies as st
 
 _counter = itertools.count()
 
@@ -27,7 +26,7 @@ def compile_spec(text: str, name: str = "spec") -> ModuleType:
     module_name = f"_fsmc_test_{name}_{next(_counter)}"
     module = ModuleType(module_name)
     sys.modules[module_name] = module
-    exec(compile(source, f"{module_name}.py", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(source, f"{module_name}.py", "exec"), module.__dict__)
     return module
 
 
@@ -94,7 +93,7 @@ def random_specs(draw: Any) -> RandomSpec:
             # Per (source, event): 0-3 guarded candidates with distinct guards, maybe a final
             # unguarded one: always deterministic.
             guards = draw(st.lists(st.sampled_from(GUARDS), unique=True, max_size=3))
-            closing = draw(st.booleans()) or not guards and draw(st.booleans())
+            closing = draw(st.booleans()) or (not guards and draw(st.booleans()))
             for guard in guards:
                 transitions.append(RandomTransition(
                     source, event, draw(st.sampled_from(states)), guard, draw(st.booleans()),

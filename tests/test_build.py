@@ -9,8 +9,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from fsmc.compiler.cli import main
+
 from tests.conftest import ROOT
 
 CASES = ROOT / "tests" / "cases" / "golden"

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fsmc.compiler.cli import main
+
 from tests.conftest import DESIGN_EXAMPLE
 
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 import os
 import random
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from fsmc.compiler.project import check_results
 from fsmc.dsl.builder import build
 from fsmc.dsl.loader import load_bytes, load_text
@@ -24,6 +21,9 @@ from fsmc.dsl.model import Machine, SpecFile
 from fsmc.dsl.parser import grammar
 from fsmc.dsl.printer import print_spec, quote
 from fsmc.dsl.spans import SourceText
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.conftest import DESIGN_EXAMPLE, ROOT
 
 CASES = int(os.environ.get("FSMC_FUZZ_CASES", "400"))
@@ -31,8 +31,9 @@ CASES = int(os.environ.get("FSMC_FUZZ_CASES", "400"))
 names = st.from_regex(r"\A[A-Z][a-z]{0,5}[0-9]?\Z").filter(
     lambda n: n.lower() not in {"machine", "initial", "final", "state", "states", "events",
                                 "if", "unless", "do", "entry"})
-docs = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
-               max_size=20) | st.sampled_from(['a "quoted" \\ doc', "tab\there", "line\nbreak"])
+doc_characters = st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00")
+docs = st.text(alphabet=doc_characters, max_size=20) | st.sampled_from(
+    ['a "quoted" \\ doc', "tab\there", "line\nbreak"])
 
 
 @st.composite

@@ -7,9 +7,9 @@ import itertools
 from typing import Any
 
 import pytest
+from fsmc.runtime import GuardRejected, InvalidTransition
 from hypothesis import HealthCheck, given, settings
 
-from fsmc.runtime import GuardRejected, InvalidTransition
 from tests.generation import GUARDS, RandomSpec, compile_spec, random_specs
 
 

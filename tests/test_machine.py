@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 import pytest
-
 from fsmc.runtime import (
     GuardRejected,
     InvalidTransition,
@@ -17,6 +16,7 @@ from fsmc.runtime import (
     TransitionError,
     UnknownEvent,
 )
+
 from tests.conftest import DESIGN_EXAMPLE, ROOT
 from tests.generation import compile_spec
 

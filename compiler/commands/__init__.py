@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import build, check
+from . import build, check, diff, render, review
 
-COMMANDS: tuple[ModuleType, ...] = (check, build)
+COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fsmc.compiler.buildplan import plan, stale_files
+from fsmc.compiler.diagrams.render import MISSING_WARNING, build_svgs, orphan_svgs
 from fsmc.compiler.project import check
 
 from .common import add_check_options, report
@@ -17,6 +18,8 @@ from .common import add_check_options, report
 HELP = """\
 Check specs and, when there is no error, write one Python module per spec file into OUT
 (default generated/) plus an __init__.py, so that `import generated.<module>` works.
+Each machine's diagram goes to OUT/diagrams/<module>.<Machine>.dot, and .svg when
+Graphviz's `dot` is installed (best-effort: --check compares the .dot files, not the SVGs).
 Nothing is written when any spec has errors. Output is byte-for-byte deterministic.
 
 With --check nothing is written: exit 1 and list the files that differ, are missing or are
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write("fsmc: nothing written: fix the errors above first\n")
         return 1
     out_dir = Path(args.out)
-    files = plan(project, out_dir).files
+    built = plan(project, out_dir)
+    files = built.files
     stale = stale_files(out_dir, files)
     if args.check:
         return _check_drift(out_dir, files, stale, err)
@@ -57,6 +61,16 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     written = [name for name, data in sorted(files.items())
                if _write_if_changed(out_dir / name, data)]
     for name in stale:
+        (out_dir / name).unlink()
+    # SVGs are best-effort (they depend on the Graphviz version): not in the plan, not checked.
+    svgs = build_svgs(files, built.sources)
+    if svgs is None:
+        err.write(MISSING_WARNING)
+    else:
+        written += [name for name, data in sorted(svgs.items())
+                    if _write_if_changed(out_dir / name, data)]
+        files = {**files, **svgs}
+    for name in orphan_svgs(out_dir, files):
         (out_dir / name).unlink()
     if args.format == "text":
         err.write(f"fsmc: {len(files)} files in {out_dir}/ ({len(written)} written, "
@@ -86,6 +100,7 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     never leaves a half-written module. Unchanged files are left alone."""
     if path.exists() and path.read_bytes() == data:
         return False
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:

@@ -9,16 +9,16 @@ and newlines.
 from __future__ import annotations
 
 import html
+import re
 import textwrap
 from collections.abc import Iterable, Sequence
+from typing import cast
 
-import graphviz
-from graphviz.quoting import nohtml
-
+import graphviz  # type: ignore[import-untyped]
 from fsmc.dsl.diagnostics import Diagnostic
 from fsmc.dsl.model import Machine, StateKind
 
-from .view import EdgeView, Links, MachineView, Mark, NodeView, Role, machine_view
+from .view import EdgeLine, EdgeView, Links, MachineView, Mark, NodeView, Role, machine_view
 
 FONT = "Helvetica,Arial,sans-serif"
 
@@ -68,49 +68,96 @@ ROLE_NODE_STYLE: dict[Role, dict[str, str]] = {
 }
 FINAL_STYLE = {"peripheries": "2"}
 TITLE_WIDTH = 100  # characters per line of the doc under the diagram's title
+_BACKSLASHES = re.compile(r"\\+")
+_SUBSTITUTED = frozenset("GNEHTL")  # Graphviz replaces \G, \N, \E, \H, \T, \L
+LOOP = "\u21bb"  # ↻, before each self-transition listed inside its state
+
+
+def _literal(dot_string: str) -> str:
+    """Mark an escaped string as plain text, so that `<...>` is not taken for an HTML-like
+    label by the `graphviz` package."""
+    return cast(str, graphviz.nohtml(dot_string))
 
 
 def _text(value: str) -> str:
     """A DOT escString showing `value` literally: backslashes doubled, newlines as `\\n`; the
-    `graphviz` package adds the quotes and escapes `"`; `nohtml` stops `<...>` from being taken
+    `graphviz` package adds the quotes and escapes `"`; `_literal` stops `<...>` from being taken
     for an HTML-like label."""
     escaped = value.replace("\\", "\\\\").replace("\r", "").replace("\n", "\\n")
-    return nohtml(escaped.replace("\t", " "))
+    return _literal(escaped.replace("\t", " "))
 
 
-def _lines(lines: Iterable[str]) -> str:
+def _tooltip(value: str) -> str:
+    """A DOT string showing `value` literally as a tooltip. Graphviz (2.4x) unescapes a tooltip
+    twice and substitutes `\\N` (the node's name) and its kin in between, then writes it as
+    XML leaving anything that looks like an entity alone; so a run of k backslashes is written
+    as 4k backslashes (4k+1 before a letter Graphviz substitutes) and `&` as `&amp;`."""
+
+    def backslashes(match: re.Match[str]) -> str:
+        substituted = match.string[match.end():match.end() + 1] in _SUBSTITUTED
+        return "\\" * (4 * len(match.group(0)) + substituted)
+
+    escaped = _BACKSLASHES.sub(backslashes, value.replace("&", "&amp;"))
+    escaped = escaped.replace("\r", "").replace("\n", "\\n").replace("\t", " ")
+    return _literal(escaped)
+
+
+def _lines(lines: Iterable[EdgeLine]) -> str:
     """Left-justified label lines (`\\l` ends each)."""
-    return nohtml("".join(_text(line) + "\\l" for line in lines))
+    return _literal("".join(_text(line.text) + "\\l" for line in lines))
 
 
 def _title(name: str, doc: str | None) -> str:
     parts = [f"<b>{html.escape(name)}</b>"]
-    for line in textwrap.wrap(doc or "", TITLE_WIDTH):
-        parts.append(f'<font point-size="10">{html.escape(line)}</font>')
+    for paragraph in (doc or "").split("\n") if doc else ():
+        for line in textwrap.wrap(paragraph.replace("\t", " "), TITLE_WIDTH) or [""]:
+            parts.append(f'<font point-size="10">{html.escape(line)}</font>')
     return "<" + '<br align="left"/>'.join(parts) + '<br align="left"/>>'
 
 
-def _node_label(node: NodeView) -> str:
-    if not node.notes:
+def _cell(content: str, *, href: str | None = None, tooltip: str = "") -> str:
+    link = ""
+    if href:  # Graphviz shows a cell's tooltip only on a cell that links somewhere
+        link = (f' href="{html.escape(href)}" target="_top"'
+                f' tooltip="{html.escape(tooltip or content)}"')
+    return f'<tr><td align="left"{link}>{content}</td></tr>'
+
+
+def _node_label(node: NodeView, loops: Sequence[EdgeView]) -> str:
+    """The state's name; under it the checker's notes and, below a rule, its
+    self-transitions, one `↻ label` row each (loops drawn as arrows would crowd the
+    busy states that have most of them)."""
+    if not node.notes and not loops:
         return _text(node.label)
-    notes = "".join(f'<br/><font point-size="8">{html.escape(note)}</font>'
-                    for note in node.notes)
-    return f"<{html.escape(node.label)}{notes}>"
+    rows = [f"<tr><td>{html.escape(node.label)}</td></tr>"]
+    rows.extend(f'<tr><td><font point-size="8">{html.escape(note)}</font></td></tr>'
+                for note in node.notes)
+    if loops:
+        rows.append("<hr/>")
+    for loop in loops:
+        colour = MARK_EDGE_STYLE[loop.mark].get("fontcolor", EDGE_STYLE["fontcolor"])
+        for line in loop.lines:
+            text = f'<font point-size="9" color="{colour}">{LOOP} {html.escape(line.text)}</font>'
+            rows.append(_cell(text, href=line.href, tooltip=line.detail))
+    return ('<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
+            + "".join(rows) + "</table>>")
 
 
-def _node_attributes(node: NodeView) -> dict[str, str]:
+def _node_attributes(node: NodeView, loops: Sequence[EdgeView],
+                     prefix: str) -> dict[str, str]:
     attributes: dict[str, str] = {}
     attributes.update(ROLE_NODE_STYLE[node.role])
     if node.kind is StateKind.FINAL:
         attributes.update(FINAL_STYLE)
     attributes.update(MARK_NODE_STYLE[node.mark])
-    if node.tooltip:
-        attributes["tooltip"] = _text(node.tooltip)
+    tooltip = "\n".join([node.tooltip, *(loop.details for loop in loops)]).strip()
+    if tooltip:
+        attributes["tooltip"] = _tooltip(tooltip)
     if node.href:
         attributes["href"] = _text(node.href)
         attributes["target"] = "_top"
     if node.role is Role.STATE:
-        attributes["id"] = _text(f"state-{node.id}")
+        attributes["id"] = _text(f"node-{prefix}{node.id}")
     return attributes
 
 
@@ -121,9 +168,10 @@ def _edge_attributes(edge: EdgeView) -> dict[str, str]:
     if edge.dashed:
         attributes["style"] = "dashed"
     attributes.update(MARK_EDGE_STYLE[edge.mark])
-    if edge.tooltip:
-        attributes["tooltip"] = _text(edge.tooltip)
-        attributes["labeltooltip"] = _text(edge.tooltip)
+    if edge.details:
+        attributes["tooltip"] = _tooltip(edge.details)
+        if edge.lines:
+            attributes["labeltooltip"] = _tooltip(edge.details)
     if edge.href:
         attributes["href"] = _text(edge.href)
         attributes["target"] = "_top"
@@ -131,11 +179,27 @@ def _edge_attributes(edge: EdgeView) -> dict[str, str]:
 
 
 def _add_machine(graph: graphviz.Digraph, view: MachineView, prefix: str) -> None:
-    for node in view.nodes:
-        graph.node(_text(prefix + node.id), _node_label(node), **_node_attributes(node))
+    loops: dict[str, list[EdgeView]] = {}
+    connected: set[str] = set()
     for edge in view.edges:
-        graph.edge(_text(prefix + edge.source), _text(prefix + edge.target),
-                   **_edge_attributes(edge))
+        connected.update((edge.source, edge.target))
+        if edge.is_loop:
+            loops.setdefault(edge.source, []).append(edge)
+    for node in view.nodes:
+        own = loops.get(node.id, [])
+        graph.node(_text(prefix + node.id), _node_label(node, own),
+                   **_node_attributes(node, own, prefix))
+    for edge in view.edges:
+        if not edge.is_loop:
+            graph.edge(_text(prefix + edge.source), _text(prefix + edge.target),
+                       **_edge_attributes(edge))
+    # States no transition touches go to the far end instead of crowding the start.
+    isolated = [node.id for node in view.nodes if node.id not in connected]
+    if isolated:
+        with graph.subgraph() as sink:
+            sink.attr(rank="sink")
+            for name in isolated:
+                sink.node(_text(prefix + name))
 
 
 def to_dot(views: Sequence[MachineView], *, comment: str | None = None) -> str:
@@ -145,13 +209,13 @@ def to_dot(views: Sequence[MachineView], *, comment: str | None = None) -> str:
     graph = graphviz.Digraph(_text(name), comment=comment, graph_attr=GRAPH_STYLE,
                              node_attr=NODE_STYLE, edge_attr=EDGE_STYLE)
     if len(views) == 1:
-        graph.attr(label=_title(views[0].name, views[0].doc), tooltip=_text(views[0].doc or ""))
+        graph.attr(label=_title(views[0].name, views[0].doc), tooltip=_tooltip(views[0].doc or ""))
         _add_machine(graph, views[0], "")
     else:
         for index, view in enumerate(views, start=1):
             with graph.subgraph(name=f"cluster_{index}") as cluster:
                 cluster.attr(label=_title(view.name, view.doc), style="rounded",
-                             color="#ced4da", tooltip=_text(view.doc or ""))
+                             color="#ced4da", tooltip=_tooltip(view.doc or ""))
                 _add_machine(cluster, view, f"{view.name}/")
     return str(graph.source)
 

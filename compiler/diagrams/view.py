@@ -72,14 +72,36 @@ class NodeView:
 
 
 @dataclass(frozen=True, slots=True)
+class EdgeLine:
+    """One transition in an edge's label: what it says, its spec line for tooltips, a link."""
+
+    text: str
+    detail: str = ""
+    href: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EdgeView:
+    """One arrow. A self-transition (`source == target`) is drawn inside its state instead."""
+
     source: str
     target: str
-    lines: tuple[str, ...] = ()  # one label line per transition
-    tooltip: str = ""
+    lines: tuple[EdgeLine, ...] = ()
     mark: Mark = Mark.NONE
     dashed: bool = False
-    href: str | None = None
+    tooltip: str = ""  # for arrows without lines
+
+    @property
+    def is_loop(self) -> bool:
+        return self.source == self.target
+
+    @property
+    def details(self) -> str:
+        return "\n".join(line.detail for line in self.lines if line.detail) or self.tooltip
+
+    @property
+    def href(self) -> str | None:
+        return next((line.href for line in self.lines if line.href), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +138,13 @@ def transition_text(transition: Transition, *, any_source: bool = False) -> str:
     source = "*" if any_source else transition.source.text
     return (f"line {transition.line}: {source} -> {transition.target.text} : "
             f"{transition_label(transition)}")
+
+
+def edge_line(transition: Transition, links: Links | None = None, *,
+              any_source: bool = False) -> EdgeLine:
+    return EdgeLine(transition_label(transition),
+                    transition_text(transition, any_source=any_source),
+                    links.line(transition.line) if links else None)
 
 
 def state_warnings(machine: Machine,
@@ -168,7 +197,7 @@ def start_nodes(machine: Machine) -> tuple[list[NodeView], list[EdgeView]]:
 
 def any_node(sources: Iterable[str]) -> NodeView:
     names = ", ".join(sources)
-    return NodeView(ANY_ID, "any non-final state", Role.ANY,
+    return NodeView(ANY_ID, "* any non-final state", Role.ANY,
                     tooltip=f"* : every state that is not final ({names})")
 
 
@@ -189,9 +218,8 @@ def transition_edges(machine: Machine, *,
         source = ANY_ID if transition.via_star else transition.source.text
         groups.setdefault((source, transition.target.text), []).append(transition)
     edges = [
-        EdgeView(source, target, tuple(transition_label(t) for t in group),
-                 "\n".join(transition_text(t, any_source=source == ANY_ID) for t in group),
-                 href=links.line(group[0].line) if links else None)
+        EdgeView(source, target, tuple(edge_line(t, links, any_source=source == ANY_ID)
+                                       for t in group))
         for (source, target), group in groups.items()
     ]
     order = {name: index for index, name in enumerate(machine.state_names)}

@@ -1,0 +1,67 @@
+"""`fsmc review SPEC_OR_DIR... [-o SITE]`: a static HTML site to review specs in a browser."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, TextIO
+
+from fsmc.compiler.diagrams.render import dot_available, render
+from fsmc.compiler.diagrams.review import site_files
+from fsmc.compiler.project import check
+
+from .common import add_check_options, report
+
+HELP = """\
+Check specs and, when there is no error, write a static site into SITE (default site/):
+index.html lists every machine with its doc, counts and warnings; each machine has a page with
+its diagram (states link to their row, transitions to their spec line), its table of states,
+events, targets, guards, actions and tags, and links to every spec line; each spec file has a
+page with its source. Open SITE/index.html in a browser, or serve the folder.
+
+Without Graphviz's `dot` the site is written without diagrams (one warning).
+Exit status: 0 when written, 1 when a spec has errors (nothing is written), 2 on usage errors.
+
+examples:
+  fsmc review specs/ -o site/
+  python -m http.server -d site/ 8000
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("review", help="write a static HTML site to review specs",
+                                   description=HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="SPEC_OR_DIR")
+    parser.add_argument("-o", "--out", default="site", metavar="SITE",
+                        help="output directory (default: site/)")
+    parser.add_argument("--title", default="fsmc review", help="the site's title")
+    add_check_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _svg(dot: str) -> bytes:
+    return render(dot, "svg")
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    project = check(args.paths, strict=args.strict)
+    report(project, args, out)
+    if not project.ok:
+        err.write("fsmc: nothing written: fix the errors above first\n")
+        return 1
+    renderer = _svg if dot_available() else None
+    if renderer is None:
+        err.write("fsmc: warning: Graphviz `dot` not found: the site has no diagrams; install "
+                  "Graphviz (Debian/Ubuntu: `apt-get install graphviz`)\n")
+    files = site_files(project, renderer, title=args.title)
+    out_dir = Path(args.out)
+    for name, data in sorted(files.items()):
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+    if args.format == "text":
+        err.write(f"fsmc: review site in {out_dir}/ ({len(files)} files); open "
+                  f"{out_dir / 'index.html'}\n")
+    return 0
