@@ -44,7 +44,7 @@ def growth_exponent(sizes: list[int], seconds: list[float]) -> float:
         (x - mean_x) ** 2 for x in xs)
 
 
-def time_build(files: int, transitions: int) -> float:
+def time_build(files: int, transitions: int, *extra: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         specs = root / "specs"
@@ -53,7 +53,8 @@ def time_build(files: int, transitions: int) -> float:
             (specs / f"machine_{index:04d}.fsm").write_text(
                 synthetic_spec(transitions, name=f"Machine{index:04d}", fan_out=5))
         start = time.perf_counter()
-        code = fsmc_main(["build", str(specs), "-o", str(root / "out"), "--format", "json"])
+        code = fsmc_main(["build", str(specs), "-o", str(root / "out"), "--format", "json",
+                          *extra])
         elapsed = time.perf_counter() - start
         assert code == 0
         return elapsed
@@ -74,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{size:>12,} {elapsed:>9.3f} {elapsed / size * 1e6:>14.1f}")
     print(f"growth exponent (1.0 = linear): {growth_exponent(sizes, seconds):.2f}")
     files = 200 if args.quick else 1_000
-    elapsed = time_build(files, 50)
-    print(f"fsmc build of {files:,} spec files x 50 transitions: {elapsed:.2f} s "
-          f"({elapsed / files * 1e3:.1f} ms a file)")
+    for label, extra in (("modules + DOT (--no-svg)", ["--no-svg"]), ("with SVGs", [])):
+        elapsed = time_build(files, 50, *extra)
+        print(f"fsmc build of {files:,} spec files x 50 transitions, {label}: {elapsed:.2f} s "
+              f"({elapsed / files * 1e3:.1f} ms a file)")
     return 0
 
 

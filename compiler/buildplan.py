@@ -17,6 +17,7 @@ from fsmc.dsl.model import SpecFile
 
 from .diagrams.emit import DIAGRAM_DIR, diagram_files
 from .naming import module_name
+from .parallel import parallel_map
 from .project import Project, UsageError
 from .pyemit import module_view, render_module
 
@@ -73,20 +74,33 @@ def plan(project: Project, out_dir: Path, *, base: Path | None = None) -> BuildP
     root = base or Path.cwd()
     result = BuildPlan()
     release = fsmc_version()
+    jobs: list[_Job] = []
+    modules: dict[str, str] = {}
     for spec in project.specs:
         shown = display_path(spec.path, root)
         module = module_name(Path(spec.path).stem)
-        target = f"{module}.py"
-        if target in result.files:
-            raise_collision(target, result.sources[target], shown)
-        result.files[target] = render_module(module_view(spec, shown), release).encode("utf-8")
-        result.sources[target] = shown
-        for emit in EXTRA_EMITTERS:
-            for name, data in emit(spec, shown, module).items():
-                result.files[name] = data
-                result.sources[name] = shown
+        if module in modules:
+            raise_collision(f"{module}.py", modules[module], shown)
+        modules[module] = shown
+        jobs.append((spec, shown, module, release))
+    for (_, shown, _, _), files in zip(jobs, parallel_map(_emit, jobs), strict=True):
+        for name, data in files.items():
+            result.files[name] = data
+            result.sources[name] = shown
     result.files[INIT_FILE] = INIT_TEXT.encode("utf-8")
     return result
+
+
+_Job = tuple[SpecFile, str, str, str]
+
+
+def _emit(job: _Job) -> dict[str, bytes]:
+    """Every file one spec produces: its module, then what the extra emitters add."""
+    spec, shown, module, release = job
+    files = {f"{module}.py": render_module(module_view(spec, shown), release).encode("utf-8")}
+    for emit in EXTRA_EMITTERS:
+        files.update(emit(spec, shown, module))
+    return files
 
 
 def stale_files(out_dir: Path, planned: dict[str, bytes]) -> list[str]:

@@ -11,6 +11,7 @@ from fsmc.dsl.loader import LoadResult, SpecError, load_path, paused_gc
 from fsmc.dsl.model import SpecFile
 
 from .analyses import analyse
+from .parallel import parallel_map
 
 SPEC_SUFFIX = ".fsm"
 
@@ -66,7 +67,7 @@ class Project:
 
 def check(arguments: Sequence[str | Path], *, strict: bool = False) -> Project:
     """Load and analyse every spec named by `arguments`."""
-    results = tuple(load_path(path) for path in discover(arguments))
+    results = tuple(parallel_map(load_path, discover(arguments)))
     return check_results(results, strict=strict)
 
 

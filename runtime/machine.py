@@ -117,6 +117,9 @@ class Machine(Generic[S, E]):
     # True when any class listener is registered: the generated fast path reads this and
     # `_observed` (a bus or instance listeners) to know that nobody needs an event.
     _class_observed: ClassVar[bool] = False
+    # Set by classes whose transitions must be persisted (`fsmc.runtime.store`): they always
+    # build the event and take the full path, so that `_apply` runs.
+    _persistent: ClassVar[bool] = False
     _own_class_listeners: ClassVar[tuple[object, ...]] = ()
 
     def __init__(self, resource_id: object, *, bus: Bus | None = None,
@@ -307,14 +310,14 @@ class Machine(Generic[S, E]):
             source = self._state
             hooks = self._effective_hooks()
             event = None
-            if hooks.listeners or self._bus is not None:
+            if hooks.listeners or self._bus is not None or self._persistent:
                 event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event.name,
                                      source.name, chosen.target.name, chosen.tags, payload)
             for pre in hooks.pre:
                 pre(event)  # type: ignore[arg-type]
             if chosen.action is not None:
                 getattr(self, chosen.action)(**payload)
-            self._state = chosen.target
+            self._apply(chosen.target, event)
             busy.posting = True
             self._after(event, hooks, busy, nested=outer is busy)
         finally:
@@ -342,6 +345,12 @@ class Machine(Generic[S, E]):
                     self._bus.post(busy.pending.pop(0))
         if failure is not None:
             raise failure
+
+    def _apply(self, target: Any, event: StateChanged | None) -> None:
+        """Make the state change: the last step before post-listeners and the bus. A subclass
+        that persists transitions overrides it to write first (and raise to change nothing);
+        `event` is always given to such a class (`_persistent = True`)."""
+        self._state = target
 
     def _choose(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
                 payload: dict[str, Any]) -> Candidate:
@@ -430,7 +439,7 @@ class Machine(Generic[S, E]):
                 await _resolve(pre(event))
             if chosen.action is not None:
                 await _resolve(getattr(self, chosen.action)(**payload))
-            self._state = chosen.target
+            self._apply(chosen.target, event)
             busy.posting = True
             failure: BaseException | None = None
             for post in hooks.post:
@@ -455,7 +464,7 @@ def _refresh_class_hooks(cls: type[Machine[Any, Any]]) -> None:
     for klass in reversed(cls.__mro__):
         listeners.extend(klass.__dict__.get("_own_class_listeners", ()))
     cls._class_hooks = _make_hooks(tuple(listeners)) if listeners else _NO_HOOKS
-    cls._class_observed = bool(listeners)
+    cls._class_observed = bool(listeners) or cls._persistent
     for subclass in cls.__subclasses__():
         _refresh_class_hooks(subclass)
 

@@ -41,6 +41,8 @@ def add_parser(subparsers: Any) -> None:
                         help="output directory (default: generated/)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if OUT is not what a build would write")
+    parser.add_argument("--no-svg", dest="svg", action="store_false",
+                        help="do not render SVG diagrams (the .dot files are still written)")
     add_check_options(parser)
     parser.set_defaults(run=run)
 
@@ -63,13 +65,14 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for name in stale:
         (out_dir / name).unlink()
     # SVGs are best-effort (they depend on the Graphviz version): not in the plan, not checked.
-    svgs = build_svgs(files, built.sources)
-    if svgs is None:
-        err.write(MISSING_WARNING)
-    else:
-        written += [name for name, data in sorted(svgs.items())
-                    if _write_if_changed(out_dir / name, data)]
-        files = {**files, **svgs}
+    if args.svg:
+        svgs = build_svgs(files, built.sources, out_dir, set(written))
+        if svgs is None:
+            err.write(MISSING_WARNING)
+        else:
+            written += [name for name, data in sorted(svgs.items())
+                        if _write_if_changed(out_dir / name, data)]
+            files = {**files, **svgs}
     for name in orphan_svgs(out_dir, files):
         (out_dir / name).unlink()
     if args.format == "text":

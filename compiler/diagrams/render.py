@@ -7,8 +7,10 @@ best-effort, beside the DOT files the drift gate compares, and without `dot` it 
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import graphviz  # type: ignore[import-untyped]
@@ -71,17 +73,21 @@ def planned_diagrams(planned: Mapping[str, bytes]) -> list[str]:
     return sorted(name for name in planned if name.startswith(prefix) and name.endswith(".dot"))
 
 
-def build_svgs(planned: Mapping[str, bytes],
-               sources: Mapping[str, str]) -> dict[str, bytes] | None:
-    """The SVG beside every planned DOT file, or None when `dot` is not installed."""
+def build_svgs(planned: Mapping[str, bytes], sources: Mapping[str, str], out_dir: Path,
+               changed: Collection[str]) -> dict[str, bytes] | None:
+    """The SVGs to (re)write: one per planned DOT file that changed in this build or has no
+    SVG yet, rendered in parallel (each is a `dot` process). None when `dot` is missing."""
     if not dot_available():
         return None
+    names = [name for name in planned_diagrams(planned)
+             if name in changed or not (out_dir / svg_name(name)).exists()]
+
+    def svg(name: str) -> bytes:
+        return stamp_svg(render(planned[name].decode("utf-8"), "svg"), sources.get(name, name))
+
     try:
-        return {
-            svg_name(name): stamp_svg(render(planned[name].decode("utf-8"), "svg"),
-                                      sources.get(name, name))
-            for name in planned_diagrams(planned)
-        }
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            return dict(zip((svg_name(n) for n in names), pool.map(svg, names), strict=True))
     except DotNotFound:
         return None
 
