@@ -180,20 +180,9 @@ class Machine(Generic[S, E]):
     def can_fire(self, event: E | str, /, **payload: Any) -> bool:
         """Whether `fire(event, **payload)` would change the state (listeners aside): runs the
         guards with `payload`, changes nothing."""
-        dispatch = self._dispatch(event)
-        candidates = dispatch.table.get(self._state)
-        if candidates is None:
-            return False
-        for option in candidates:
-            if option.guard is None:
-                return True
-            verdict = getattr(self, option.guard)(**payload)
-            if inspect.isawaitable(verdict):
-                _close(verdict)
-                raise TypeError(f"guard {option.guard} is async; use `await acan_fire(...)`")
-            if bool(verdict) is not option.negated:
-                return True
-        return False
+        candidates = self._dispatch(event).table.get(self._state)
+        return candidates is not None and \
+            self._first_open(candidates, payload, "acan_fire") is not None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._resource_id!r} in {self._state.name}>"
@@ -336,15 +325,20 @@ class Machine(Generic[S, E]):
                 post(event)  # type: ignore[arg-type]
             except Exception as error:
                 failure = failure or error
-        if event is not None and self._bus is not None:
-            if nested:
-                busy.pending.append(event)
-            else:
-                self._bus.post(event)
-                while busy.pending:
-                    self._bus.post(busy.pending.pop(0))
+        self._post(event, busy, nested=nested)
         if failure is not None:
             raise failure
+
+    def _post(self, event: StateChanged | None, busy: _Busy, *, nested: bool) -> None:
+        """Hand the event to the bus, then the events of transitions nested in this one."""
+        if event is None or self._bus is None:
+            return
+        if nested:
+            busy.pending.append(event)
+            return
+        self._bus.post(event)
+        while busy.pending:
+            self._bus.post(busy.pending.pop(0))
 
     def _apply(self, target: Any, event: StateChanged | None) -> None:
         """Make the state change: the last step before post-listeners and the bus. A subclass
@@ -354,18 +348,38 @@ class Machine(Generic[S, E]):
 
     def _choose(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
                 payload: dict[str, Any]) -> Candidate:
+        chosen = self._first_open(candidates, payload, "afire")
+        if chosen is None:
+            raise self._rejected(dispatch, candidates)
+        return chosen
+
+    def _first_open(self, candidates: tuple[Candidate, ...], payload: dict[str, Any],
+                    remedy: str) -> Candidate | None:
+        """The first candidate, in spec order, whose guard holds (or that has none)."""
         for option in candidates:
             if option.guard is None:
                 return option
             verdict = getattr(self, option.guard)(**payload)
             if inspect.isawaitable(verdict):
                 _close(verdict)
-                raise TypeError(f"guard {option.guard} is async; use `await afire(...)`")
+                raise TypeError(f"guard {option.guard} is async; use `await {remedy}(...)`")
             if bool(verdict) is not option.negated:
                 return option
-        raise GuardRejected(machine=self.SPEC.name, resource_id=self._resource_id,
-                            state=self._state.name, event=dispatch.event.name,
-                            guards=[_guard_text(o) for o in candidates])
+        return None
+
+    async def _afirst_open(self, candidates: tuple[Candidate, ...],
+                           payload: dict[str, Any]) -> Candidate | None:
+        """`_first_open` for guards that may be async."""
+        for option in candidates:
+            if option.guard is None or bool(await _resolve(
+                    getattr(self, option.guard)(**payload))) is not option.negated:
+                return option
+        return None
+
+    def _rejected(self, dispatch: Dispatch, candidates: tuple[Candidate, ...]) -> GuardRejected:
+        return GuardRejected(machine=self.SPEC.name, resource_id=self._resource_id,
+                             state=self._state.name, event=dispatch.event.name,
+                             guards=[_guard_text(o) for o in candidates])
 
     def _effective_hooks(self) -> _Hooks:
         own = self._hooks
@@ -406,33 +420,18 @@ class Machine(Generic[S, E]):
 
     async def acan_fire(self, event: E | str, /, **payload: Any) -> bool:
         """`can_fire` for async guards."""
-        dispatch = self._dispatch(event)
-        candidates = dispatch.table.get(self._state)
-        if candidates is None:
-            return False
-        for option in candidates:
-            if option.guard is None:
-                return True
-            if bool(await _resolve(getattr(self, option.guard)(**payload))) is not option.negated:
-                return True
-        return False
+        candidates = self._dispatch(event).table.get(self._state)
+        return candidates is not None and await self._afirst_open(candidates, payload) is not None
 
     async def _atransition(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
                            payload: dict[str, Any], busy: _Busy) -> S:
-        chosen: Candidate | None = None
-        for option in candidates:
-            if option.guard is None or bool(await _resolve(
-                    getattr(self, option.guard)(**payload))) is not option.negated:
-                chosen = option
-                break
-        if chosen is None:
-            raise GuardRejected(machine=self.SPEC.name, resource_id=self._resource_id,
-                                state=self._state.name, event=dispatch.event.name,
-                                guards=[_guard_text(o) for o in candidates])
-        source = self._state
-        hooks = self._effective_hooks()
         self._busy = busy
         try:
+            chosen = await self._afirst_open(candidates, payload)
+            if chosen is None:
+                raise self._rejected(dispatch, candidates)
+            source = self._state
+            hooks = self._effective_hooks()
             event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event.name,
                                  source.name, chosen.target.name, chosen.tags, payload)
             for pre in hooks.pre:
@@ -447,10 +446,7 @@ class Machine(Generic[S, E]):
                     await _resolve(post(event))
                 except Exception as error:
                     failure = failure or error
-            if self._bus is not None:
-                self._bus.post(event)
-                while busy.pending:
-                    self._bus.post(busy.pending.pop(0))
+            self._post(event, busy, nested=False)
             if failure is not None:
                 raise failure
         finally:

@@ -380,3 +380,35 @@ def test_concurrent_afire_calls_are_serialised() -> None:
         return sorted(type(r).__name__ for r in results)
 
     assert asyncio.run(main()) == ["InvalidTransition", "State"]
+
+
+def test_reentrant_fire_from_an_async_guard_is_refused_not_deadlocked() -> None:
+    class Eager(VM):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+        async def can_stop(self, **payload: Any) -> bool:
+            self.crashed()
+            return True
+
+    vm = Eager("vm", state="Running")
+    with pytest.raises(ReentrantTransition):
+        asyncio.run(vm.afire("StopRequested"))
+    assert vm.state is VM.State.Running
+
+
+def test_a_bus_subscriber_may_fire_the_same_machine() -> None:
+    """A synchronous subscriber reacting to Starting by firing OperationSucceeded: the nested
+    transition runs, and its event reaches the bus after the one that caused it."""
+    seen: list[tuple[str, str]] = []
+
+    class ReactingBus:
+        def post(self, event: object) -> None:
+            assert isinstance(event, StateChanged)
+            seen.append((event.old_state, event.new_state))
+            if event.new_state == "Starting":
+                vm.operation_succeeded()
+
+    vm = VM("vm", bus=ReactingBus(), state="Stopped")
+    vm.start_requested()
+    assert vm.state is VM.State.Running
+    assert seen == [("Stopped", "Starting"), ("Starting", "Running")]
