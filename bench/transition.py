@@ -21,11 +21,15 @@ import argparse
 import contextlib
 import enum
 import statistics
+import itertools
 import threading
+import time
 import timeit
 from collections.abc import Callable
+from typing import NamedTuple
 
-from fsmc.runtime import InvalidTransition
+from fsmc.runtime import InvalidTransition, StateChanged
+from fsmc.runtime.bus import EventBus
 
 from generated.virtual_machine import VirtualMachine
 
@@ -118,6 +122,58 @@ def hand_written(states: type[enum.Enum], locked: bool) -> type:
     return Locked if locked else Unlocked
 
 
+class Record(NamedTuple):
+    id: int
+    time: int
+    machine: str
+    resource_id: object
+    event: str
+    old_state: str
+    new_state: str
+    tags: tuple[str, ...]
+
+
+def hand_written_publishing(locked: bool) -> object:
+    """The hand-written equivalent of a transition that publishes: a counter id,
+    `time.time_ns()`, a NamedTuple record and one listener call."""
+    machine = hand_written(FastState, locked)()
+    counter = itertools.count()
+    received: list[Record] = []
+    listener = received.append
+    names = {"start_requested": "StartRequested", "operation_succeeded": "OperationSucceeded",
+             "stop_requested": "StopRequested"}
+
+    class Publishing:
+        __slots__ = ("operation_succeeded", "start_requested", "stop_requested")
+
+    publishing = Publishing()
+    for method, event in names.items():
+        move = getattr(machine, method)
+
+        def fire(move: Callable[[], enum.Enum] = move, event: str = event) -> None:
+            old = machine.state
+            new = move()
+            listener(Record(next(counter), time.time_ns(), "VirtualMachine", "vm-1", event,
+                            old.name, new.name, ()))
+            if len(received) > 1000:
+                received.clear()
+        setattr(publishing, method, fire)
+    return publishing
+
+
+def subscribed_machine() -> VirtualMachine:
+    received: list[object] = []
+
+    def subscriber(event: object) -> None:
+        received.append(event)
+        if len(received) > 1000:
+            received.clear()
+
+    bus = EventBus()
+    bus.subscribe(subscriber, StateChanged)
+    return VirtualMachine("vm-1", bus=bus)
+
+
 def cycle(machine: object) -> Callable[[], None]:
     start = machine.start_requested  # type: ignore[attr-defined]
     succeed = machine.operation_succeeded  # type: ignore[attr-defined]
@@ -176,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         ("hand+lock (plain Enum)", cycle(hand_written(PlainState, True)()), "hand+lock"),
         ("generated", cycle(VirtualMachine("vm-1")), "hand+lock"),
         ("generated fire(name)", by_name(VirtualMachine("vm-2")), "hand+lock"),
+        ("publish: hand", cycle(hand_written_publishing(False)), ""),
+        ("publish: hand+lock", cycle(hand_written_publishing(True)), ""),
+        ("publish: generated+bus", cycle(subscribed_machine()), "publish: hand+lock"),
         ("invalid: hand+lock", invalid(running_hand), ""),
         ("invalid: generated", invalid(running_generated), "invalid: hand+lock"),
     ]
@@ -185,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = measure(run, number, repeat)
         low, middle = results[name]
         ratio = f"{low / results[baseline][0]:.2f}x {baseline}" if baseline else ""
+        if name == "publish: generated+bus":
+            ratio += f", {low / results['publish: hand'][0]:.2f}x publish: hand"
         print(f"{name:<26} {low:>8.0f} {middle:>10.0f}  {ratio}")
     return 0
 

@@ -78,14 +78,17 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Free -> Allocating  (line 17)
         - Reserved -> Allocating  (line 21)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _IP_ADDRESS_ALLOCATE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_IP_ADDRESS_ALLOCATE_REQUESTED, payload)
 
@@ -94,14 +97,17 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
 
         - Free -> Reserved  (line 18)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_RESERVE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _IP_ADDRESS_RESERVE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_IP_ADDRESS_RESERVE_REQUESTED, payload)
 
@@ -111,14 +117,17 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Reserved -> Free  (line 22)
         - Allocated -> Releasing [usage]  (line 30)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_RELEASE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _IP_ADDRESS_RELEASE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_IP_ADDRESS_RELEASE_REQUESTED, payload)
 
@@ -128,14 +137,17 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Allocated [usage]  (line 26)
         - Releasing -> Free  (line 34)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_SUCCEEDED, target, payload)
             lock.release()
         return self._fire(_IP_ADDRESS_OPERATION_SUCCEEDED, payload)
 
@@ -145,14 +157,17 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Releasing  (line 27)
         - Releasing -> Releasing  (line 35)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_FAILED, target, payload)
             lock.release()
         return self._fire(_IP_ADDRESS_OPERATION_FAILED, payload)
 

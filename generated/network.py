@@ -76,14 +76,17 @@ class Network(Machine["Network.State", "Network.Event"]):
 
         - Allocated -> Implementing  (line 19)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_IMPLEMENT_NETWORK_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NETWORK_IMPLEMENT_NETWORK, target, payload)
             lock.release()
         return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
 
@@ -94,14 +97,17 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Setup -> Destroy  (line 22)
         - Implemented -> Shutdown  (line 30)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_DESTROY_NETWORK_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NETWORK_DESTROY_NETWORK, target, payload)
             lock.release()
         return self._fire(_NETWORK_DESTROY_NETWORK, payload)
 
@@ -111,14 +117,17 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Implemented  (line 25)
         - Shutdown -> Allocated  (line 33)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NETWORK_OPERATION_SUCCEEDED, target, payload)
             lock.release()
         return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
 
@@ -128,14 +137,17 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Shutdown  (line 26)
         - Shutdown -> Shutdown  (line 34)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NETWORK_OPERATION_FAILED, target, payload)
             lock.release()
         return self._fire(_NETWORK_OPERATION_FAILED, payload)
 

@@ -75,14 +75,17 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Allocated -> Reserving  (line 15)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_RESERVATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NIC_RESERVATION_REQUESTED, target, payload)
             lock.release()
         return self._fire(_NIC_RESERVATION_REQUESTED, payload)
 
@@ -91,14 +94,17 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserved -> Releasing  (line 22)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_RELEASE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NIC_RELEASE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_NIC_RELEASE_REQUESTED, payload)
 
@@ -107,14 +113,17 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserving -> Allocated  (line 18)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_CANCEL_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NIC_CANCEL_REQUESTED, target, payload)
             lock.release()
         return self._fire(_NIC_CANCEL_REQUESTED, payload)
 
@@ -124,14 +133,17 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Reserved  (line 19)
         - Releasing -> Allocated  (line 25)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_OPERATION_COMPLETED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NIC_OPERATION_COMPLETED, target, payload)
             lock.release()
         return self._fire(_NIC_OPERATION_COMPLETED, payload)
 
@@ -141,14 +153,17 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Allocated  (line 20)
         - Releasing -> Reserved  (line 26)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _NIC_OPERATION_FAILED, target, payload)
             lock.release()
         return self._fire(_NIC_OPERATION_FAILED, payload)
 

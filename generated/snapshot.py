@@ -114,14 +114,17 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - Allocated -> Creating  (line 26)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_CREATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _SNAPSHOT_CREATE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
 
@@ -132,14 +135,17 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - CreatedOnPrimary -> BackedUp  (line 35)
         - BackingUp -> BackedUp  (line 39)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _SNAPSHOT_OPERATION_NOT_PERFORMED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
 
@@ -150,14 +156,17 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackingUp -> BackingUp  (line 40)
         - BackedUp -> BackingUp  (line 44)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _SNAPSHOT_BACKUP_TO_SECONDARY, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
 
@@ -171,14 +180,17 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackedUp -> Destroying  (line 42)
         - Destroying -> Destroying  (line 53)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _SNAPSHOT_DESTROY_REQUESTED, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
 
@@ -187,14 +199,17 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - BackedUp -> Copying  (line 43)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_COPYING_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _SNAPSHOT_COPYING_REQUESTED, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
 
@@ -206,14 +221,17 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 47)
         - Destroying -> Destroyed  (line 51)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _SNAPSHOT_OPERATION_SUCCEEDED, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
 
@@ -225,14 +243,17 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 48)
         - Destroying -> BackedUp  (line 52)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _SNAPSHOT_OPERATION_FAILED, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
 

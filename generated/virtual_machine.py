@@ -217,14 +217,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Starting  (line 35)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_START_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_START_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
 
@@ -235,14 +238,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Stopping  (line 69)
         - Stopping -> Stopping  (line 93)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_STOP_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
 
@@ -252,14 +258,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Destroyed [usage]  (line 36)
         - Error -> Expunging  (line 103)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_DESTROY_REQUESTED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
 
@@ -268,14 +277,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Destroyed -> Stopped [usage]  (line 61)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RECOVERY_REQUESTED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
 
@@ -288,14 +300,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 83)
         - Stopping -> Stopped [usage]  (line 92)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
 
@@ -307,14 +322,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 82)
         - Stopping -> Running  (line 91)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
 
@@ -324,14 +342,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Migrating  (line 66)
         - Migrating -> Migrating  (line 79)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_MIGRATION_REQUESTED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
 
@@ -340,14 +361,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Migrating  (line 44)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
 
@@ -359,14 +383,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Expunging -> Expunging  (line 100)
         - Error -> Expunging  (line 104)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_EXPUNGE_OPERATION, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
 
@@ -378,14 +405,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 80)
         - Stopping -> Stopped [usage]  (line 89)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_SUCCEEDED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
 
@@ -398,14 +428,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopping -> Running  (line 90)
         - Expunging -> Expunging  (line 99)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
 
@@ -414,14 +447,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Error [usage]  (line 40)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
 
@@ -430,14 +466,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Starting -> Starting  (line 51)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_RETRY, target, payload)
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
 
@@ -450,14 +489,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 84)
         - Stopping -> Stopped [usage]  (line 94)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
 
@@ -466,14 +508,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Running -> Running  (line 71)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
 
@@ -491,14 +536,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Restoring  (line 45)
         - Destroyed -> Restoring  (line 63)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_REQUESTED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
 
@@ -507,14 +555,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 109)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_FAILED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
 
@@ -523,14 +574,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 108)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_SUCCESS, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
 
@@ -543,14 +597,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 85)
         - Stopping -> Running  (line 95)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
 
@@ -563,14 +620,17 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 86)
         - Stopping -> Stopped [usage]  (line 96)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
 

@@ -85,14 +85,17 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadError  (line 27)
         - UploadInProgress -> UploadError  (line 30)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
 
@@ -102,14 +105,17 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> Active  (line 26)
         - UploadInProgress -> Active  (line 29)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
 
@@ -118,14 +124,17 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
 
         - NotUploaded -> UploadInProgress  (line 25)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
 
@@ -135,14 +144,17 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadAbandoned  (line 24)
         - UploadInProgress -> UploadError  (line 31)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
 

@@ -232,14 +232,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Creating -> Creating  (line 52)
         - Ready -> Creating  (line 57)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_CREATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_CREATE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_CREATE_REQUESTED, payload)
 
@@ -248,14 +251,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Uploaded -> Copying  (line 105)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_COPY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_COPY_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_COPY_REQUESTED, payload)
 
@@ -286,14 +292,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadError  (line 114)
         - UploadInProgress -> UploadError  (line 116)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_OPERATION_FAILED, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_FAILED, payload)
 
@@ -316,14 +325,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> Uploaded  (line 113)
         - UploadInProgress -> Uploaded  (line 115)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_OPERATION_SUCCEEDED, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
 
@@ -332,14 +344,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Creating  (line 48)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_RETRY_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_OPERATION_RETRY, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_RETRY, payload)
 
@@ -349,14 +364,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Allocated -> UploadOp  (line 44)
         - NotUploaded -> UploadInProgress  (line 112)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_UPLOAD_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_UPLOAD_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
 
@@ -365,14 +383,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Migrating  (line 64)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_MIGRATION_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
 
@@ -381,14 +402,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Allocated -> Creating  (line 45)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
 
@@ -397,14 +421,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Ready [usage]  (line 54)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_SUCCEEDED, target, payload)
             lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
 
@@ -413,14 +440,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Allocated  (line 53)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_COPY_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_FAILED, target, payload)
             lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
 
@@ -429,14 +459,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Snapshotting  (line 62)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_SNAPSHOT_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
 
@@ -445,14 +478,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> RevertSnapshotting  (line 63)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_REVERT_SNAPSHOT_REQUESTED, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
 
@@ -467,14 +503,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - UploadError -> Destroy  (line 118)
         - UploadAbandoned -> Destroy  (line 119)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_DESTROY_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
 
@@ -483,14 +522,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Destroy -> Ready  (line 96)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RECOVER_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_RECOVER_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
 
@@ -501,14 +543,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Expunged  (line 87)
         - Destroy -> Expunging  (line 93)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_EXPUNGING_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_EXPUNGING_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
 
@@ -517,14 +562,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Resizing  (line 58)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESIZE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_RESIZE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
 
@@ -533,14 +581,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Attaching  (line 65)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_ATTACH_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_ATTACH_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
 
@@ -550,14 +601,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadAbandoned  (line 111)
         - UploadInProgress -> UploadError  (line 117)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_TIMEOUT_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_OPERATION_TIMEOUT, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
 
@@ -568,14 +622,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Restoring  (line 90)
         - Destroy -> Restoring  (line 97)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESTORE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_RESTORE_REQUESTED, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
 
@@ -584,14 +641,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 123)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESTORE_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_RESTORE_SUCCEEDED, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
 
@@ -600,14 +660,17 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 124)
         """
-        # Fast path: an unguarded transition without action, and nobody listening.
+        # Fast path: an unguarded transition without action, and no listener (at most a bus).
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESTORE_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._observed and not self._class_observed:
-                self._state = target
-                lock.release()
-                return target
+            if target is not None and not self._class_observed:
+                if not self._observed:
+                    self._state = target
+                    lock.release()
+                    return target
+                if self._hooks is None:
+                    return self._post_plain(lock, _VOLUME_RESTORE_FAILED, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESTORE_FAILED, payload)
 

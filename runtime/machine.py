@@ -128,7 +128,9 @@ class Machine(Generic[S, E]):
         self._bus = bus
         self._hooks: _Hooks | None = None
         self._lock: threading.Lock | None = None
-        self._busy: _Busy | None = None
+        # None when idle; a `_Busy` during a transition with callbacks; the owner's thread id
+        # while `_post_plain` posts.
+        self._busy: _Busy | int | None = None
         self._observed = bus is not None
         self._state: S = self._INITIAL if state is None else self._coerce_state(state)
 
@@ -257,6 +259,30 @@ class Machine(Generic[S, E]):
         finally:
             lock.release()
 
+    def _post_plain(self, lock: threading.Lock, dispatch: Dispatch, target: Any,
+                    payload: dict[str, Any]) -> S:
+        """The generated fast path's second half: a plain transition (no guard, no action)
+        observed only by the bus. Called with `lock` held; releases it. The event is posted
+        with the lock held, as in `_transition`; meanwhile `_busy` holds this thread's id, so a
+        subscriber that fires this machine again nests (see `_contended`) and its event is
+        posted after this one."""
+        source = self._state
+        owner = _get_ident()
+        self._busy = owner
+        try:
+            self._state = target
+            self._bus.post(StateChanged(  # type: ignore[union-attr]
+                self.SPEC.name, self._resource_id, dispatch.event.name, source.name,
+                target.name, dispatch.table[source][0].tags, payload))
+            nested = self._busy
+            if nested is not owner and isinstance(nested, _Busy):
+                while nested.pending:
+                    self._bus.post(nested.pending.pop(0))
+        finally:
+            self._busy = None
+            lock.release()
+        return target  # type: ignore[no-any-return]
+
     def _allocate_lock(self) -> threading.Lock:
         """The instance's lock, created on first use (under a global lock, so only once)."""
         with _creating_lock:
@@ -267,7 +293,11 @@ class Machine(Generic[S, E]):
     def _contended(self, lock: threading.Lock, dispatch: Dispatch,
                    payload: dict[str, Any]) -> S:
         busy = self._busy
-        if busy is not None and busy.owner == _get_ident():
+        if type(busy) is int and busy == _get_ident():
+            # Fired from a subscriber while `_post_plain` posts: nest, as in a post phase.
+            busy = self._busy = _Busy(busy)
+            busy.posting = True
+        if isinstance(busy, _Busy) and busy.owner == _get_ident():
             return self._reentrant(busy, dispatch, payload)
         with lock:
             candidates = dispatch.table.get(self._state)
@@ -406,7 +436,7 @@ class Machine(Generic[S, E]):
         task = asyncio.current_task()
         while not lock.acquire(False):
             busy = self._busy
-            if busy is not None and busy.owner == _get_ident() and busy.task is task:
+            if isinstance(busy, _Busy) and busy.owner == _get_ident() and busy.task is task:
                 return self._reentrant(busy, dispatch, payload)
             await asyncio.sleep(0.0005)
         try:
