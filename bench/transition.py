@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import enum
-import statistics
 import itertools
+import statistics
 import threading
 import time
 import timeit

@@ -6,6 +6,7 @@ Generated classes derive from `Machine`; every transition posts a `StateChanged`
 
 from __future__ import annotations
 
+from .bus import EventBus
 from .enums import MachineEnum
 from .errors import (
     BusClosed,
@@ -21,6 +22,8 @@ from .errors import (
 from .events import DeadEvent, StateChanged
 from .machine import Candidate, Dispatch, Machine, TransitionListener, candidate
 from .spec import MachineSpec, TransitionSpec
+from .subscriptions import Registration, Subscription, subscribe
+from .topics import topic_matches, validate_pattern
 
 __all__ = [
     "BusClosed",
@@ -29,6 +32,7 @@ __all__ = [
     "ConcurrentUpdate",
     "DeadEvent",
     "Dispatch",
+    "EventBus",
     "FsmcError",
     "GuardRejected",
     "InvalidTransition",
@@ -36,10 +40,15 @@ __all__ = [
     "MachineEnum",
     "MachineSpec",
     "ReentrantTransition",
+    "Registration",
     "StateChanged",
+    "Subscription",
     "TransitionError",
     "TransitionListener",
     "TransitionSpec",
     "UnknownEvent",
     "candidate",
+    "subscribe",
+    "topic_matches",
+    "validate_pattern",
 ]

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = {"dsl": "dsl", "compiler": "compiler", "runtime": "runtime"}
+PACKAGES = {"dsl": "dsl", "compiler": "compiler", "runtime": "runtime", "contrib": "contrib"}
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
