@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from fsmc.dsl.loader import paused_gc
 from fsmc.dsl.model import SpecFile
 
 from .diagrams.emit import DIAGRAM_DIR, diagram_files
@@ -97,9 +98,10 @@ _Job = tuple[SpecFile, str, str, str]
 def _emit(job: _Job) -> dict[str, bytes]:
     """Every file one spec produces: its module, then what the extra emitters add."""
     spec, shown, module, release = job
-    files = {f"{module}.py": render_module(module_view(spec, shown), release).encode("utf-8")}
-    for emit in EXTRA_EMITTERS:
-        files.update(emit(spec, shown, module))
+    with paused_gc():  # large models: see `paused_gc` (emit is linear only without the GC)
+        files = {f"{module}.py": render_module(module_view(spec, shown), release).encode()}
+        for emit in EXTRA_EMITTERS:
+            files.update(emit(spec, shown, module))
     return files
 
 

@@ -272,8 +272,8 @@ class Machine(Generic[S, E]):
         try:
             self._state = target
             self._bus.post(StateChanged(  # type: ignore[union-attr]
-                self.SPEC.name, self._resource_id, dispatch.event.name, source.name,
-                target.name, dispatch.table[source][0].tags, payload))
+                self.SPEC.name, self._resource_id, dispatch.event._name_, source._name_,
+                target._name_, dispatch.table[source][0].tags, payload))
             nested = self._busy
             if nested is not owner and isinstance(nested, _Busy):
                 while nested.pending:
@@ -330,8 +330,8 @@ class Machine(Generic[S, E]):
             hooks = self._effective_hooks()
             event = None
             if hooks.listeners or self._bus is not None or self._persistent:
-                event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event.name,
-                                     source.name, chosen.target.name, chosen.tags, payload)
+                event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event._name_,
+                                     source._name_, chosen.target._name_, chosen.tags, payload)
             for pre in hooks.pre:
                 pre(event)  # type: ignore[arg-type]
             if chosen.action is not None:
@@ -424,7 +424,7 @@ class Machine(Generic[S, E]):
     def _invalid(self, event: Any) -> InvalidTransition:
         return InvalidTransition(machine=self.SPEC.name, resource_id=self._resource_id,
                                  state=self._state.name, event=event.name,
-                                 allowed=[e.name for e in self.allowed_events()])
+                                 allowed=[e._name_ for e in self.allowed_events()])
 
     # -- asyncio ------------------------------------------------------------------------------
 
@@ -462,8 +462,8 @@ class Machine(Generic[S, E]):
                 raise self._rejected(dispatch, candidates)
             source = self._state
             hooks = self._effective_hooks()
-            event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event.name,
-                                 source.name, chosen.target.name, chosen.tags, payload)
+            event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event._name_,
+                                 source._name_, chosen.target._name_, chosen.tags, payload)
             for pre in hooks.pre:
                 await _resolve(pre(event))
             if chosen.action is not None:

@@ -1,0 +1,110 @@
+"""The fsmc benchmark suite: every figure a ratio against a baseline measured in the same run.
+
+    python -m bench                 # full run (a few minutes): writes bench/results.json and
+                                    # bench/RESULTS.md
+    python -m bench --quick         # under a minute; writes files only when asked
+    python -m bench --only bus --only async --json out.json
+    python -m bench --store         # also run `python -m bench.store` (persisted transitions)
+
+Cases: transition (1), memory (2), bus (3), async (4), compile (5). The table and the target
+verdicts are printed; the exit status is 0 whatever the verdicts (a benchmark reports, it does
+not fail on noise), 1 if a case crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench.report import Section, markdown, text_table, to_json, write_json
+from bench.timing import Settings, environment, load_average
+
+HERE = Path(__file__).resolve().parent
+CASES = {
+    "transition": "bench.cases_transition",
+    "memory": "bench.cases_memory",
+    "bus": "bench.cases_bus",
+    "async": "bench.cases_async",
+    "compile": "bench.cases_compile",
+}
+
+
+def run_store(quick: bool) -> Section:
+    """`bench/store.py` (persisted transitions) when it exists, in a subprocess: its own
+    baselines, its own output, shown as is."""
+    section = Section("store", "6. Persisted transitions (python -m bench.store)")
+    if not (HERE / "store.py").exists():
+        section.notes.append("bench/store.py is not there; skipped")
+        return section
+    command = [sys.executable, "-m", "bench.store", *(["--quick"] if quick else [])]
+    try:
+        done = subprocess.run(command, cwd=HERE.parent, capture_output=True, text=True,
+                              timeout=900, check=False)
+    except subprocess.TimeoutExpired:
+        section.notes.append("python -m bench.store timed out after 900 s")
+        return section
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        section.notes.append(f"python -m bench.store failed (exit {done.returncode}): "
+                             f"{tail[0]}")
+    else:
+        section.raw = done.stdout.rstrip()
+    return section
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats (< 60 s)")
+    parser.add_argument("--only", action="append", choices=sorted(CASES), metavar="CASE",
+                        help=f"run only this case (repeatable): {', '.join(CASES)}")
+    parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--markdown", type=Path, help="write the Markdown report here")
+    parser.add_argument("--store", action="store_true",
+                        help="also run bench/store.py, if present (persisted transitions)")
+    args = parser.parse_args(argv)
+    settings = Settings.make(args.quick)
+    env = environment(settings)
+    print(f"fsmc bench ({env['mode']}): Python {env['python']}, {env['cpu']}, "
+          f"{env['cpus']} CPUs, load average {env['load_average_at_start']}", flush=True)
+    sections: list[Section] = []
+    failed = False
+    for name in args.only or list(CASES):
+        print(f"running {name}...", flush=True)
+        start = time.perf_counter()
+        try:
+            section: Section = importlib.import_module(CASES[name]).run(settings)
+        except Exception:
+            traceback.print_exc()
+            failed = True
+            continue
+        section.seconds = time.perf_counter() - start
+        sections.append(section)
+    if args.store:
+        print("running store...", flush=True)
+        start = time.perf_counter()
+        sections.append(run_store(args.quick))
+        sections[-1].seconds = time.perf_counter() - start
+    env["load_average_at_end"] = load_average()
+    print(text_table(sections))
+    json_path, md_path = args.json, args.markdown
+    if not args.quick and not args.only:
+        json_path = json_path or HERE / "results.json"
+        md_path = md_path or HERE / "RESULTS.md"
+    if json_path:
+        write_json(json_path, to_json(env, sections))
+        print(f"wrote {os.path.relpath(json_path)}")
+    if md_path:
+        md_path.write_text(markdown(env, sections), encoding="utf-8")
+        print(f"wrote {os.path.relpath(md_path)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Profile evidence for the transition targets: the generated fast path of `VirtualMachine`
+rebuilt piece by piece (subclasses whose event methods drop one construct at a time), timed
+interleaved with the fastest hand-written locked class. Diagnostic, not part of the suite.
+
+    python -m bench.ablation [--quick]
+
+Each variant keeps the previous ones' removals, so the step between two rows is what that one
+construct costs. The variants are copies of the generated code as of this writing: if
+`compiler/templates` changes the fast path, update `FAST_PATH` first (row `as generated` must
+match the real class).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fsmc.runtime import StateChanged
+
+import generated.virtual_machine as gvm
+from bench import machines as m
+from bench.cases_transition import cycle_timer
+from bench.timing import Settings, interleaved
+
+EVENTS = {"start_requested": "START_REQUESTED", "operation_succeeded": "OPERATION_SUCCEEDED",
+          "stop_requested": "STOP_REQUESTED"}
+
+FAST_PATH = '''
+def {method}(self{params}):
+    {take_lock}
+    if lock.acquire(False):
+        {lookup}
+        if target is not None{class_check}:
+            if not self._observed:
+                self._state = target
+                lock.release()
+                return target
+            if self._hooks is None:
+                return self._post_plain(lock, DISPATCH, target, {payload})
+        lock.release()
+    return self._fire(DISPATCH, {payload})
+'''
+
+STEPS: list[tuple[str, dict[str, str]]] = [
+    ("as generated", {}),
+    ("- **payload (no dict built per call)", {"params": "", "payload": "{}"}),
+    ("- lazy lock (`self._lock or self._allocate_lock()`)", {"take_lock": "lock = self._lock"}),
+    ("- `.get()` (subscript in try/except instead)",
+     {"lookup": "try:\n            target = PLAIN[self._state]\n        except KeyError:\n"
+                "            target = None"}),
+    ("- `_class_observed` check", {"class_check": ""}),
+]
+
+
+def variant(changes: dict[str, str]) -> type[Any]:
+    """A subclass of `VirtualMachine` whose three cycle methods are the fast path with
+    `changes` applied."""
+    fields = {"params": ", **payload", "payload": "payload",
+              "take_lock": "lock = self._lock or self._allocate_lock()",
+              "lookup": "target = PLAIN.get(self._state)",
+              "class_check": " and not self._class_observed"} | changes
+    namespace: dict[str, Any] = {}
+    for method, constant in EVENTS.items():
+        scope = {"DISPATCH": getattr(gvm, f"_VIRTUAL_MACHINE_{constant}"),
+                 "PLAIN": getattr(gvm, f"_VIRTUAL_MACHINE_{constant}_PLAIN")}
+        exec(FAST_PATH.format(method=method, **fields), scope)
+        namespace[method] = scope[method]
+    namespace["__slots__"] = ()
+    return type("Variant", (m.VirtualMachine,), namespace)
+
+
+class DirectCall(m.VirtualMachine):
+    """The publishing half without the bus: the same `StateChanged`, handed straight to one
+    subscriber (errors isolated), no re-entrancy bookkeeping."""
+
+    __slots__ = ()
+    subscriber = staticmethod(m.sink())
+
+    def _post_plain(self, lock: Any, dispatch: Any, target: Any, payload: dict[str, Any]) -> Any:
+        source = self._state
+        self._state = target
+        try:  # noqa: SIM105 - as the bus does: a handler's error stops nothing
+            self.subscriber(StateChanged(
+                self.SPEC.name, self._resource_id, dispatch.event.name, source.name,
+                target.name, dispatch.table[source][0].tags, payload))
+        except Exception:
+            pass
+        lock.release()
+        return target
+
+
+class DirectCallFastNames(DirectCall):
+    """`DirectCall` reading the enum names with `_name_` (a plain attribute) instead of the
+    `Enum.name` property."""
+
+    __slots__ = ()
+
+    def _post_plain(self, lock: Any, dispatch: Any, target: Any, payload: dict[str, Any]) -> Any:
+        source = self._state
+        self._state = target
+        try:  # noqa: SIM105 - as the bus does: a handler's error stops nothing
+            self.subscriber(StateChanged(
+                self.SPEC.name, self._resource_id, dispatch.event._name_, source._name_,
+                target._name_, dispatch.table[source][0].tags, payload))
+        except Exception:
+            pass
+        lock.release()
+        return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    settings = Settings.make(parser.parse_args(argv).quick)
+    timers = {"hand+lock": cycle_timer(m.HandLocked()),
+              "real generated": cycle_timer(m.VirtualMachine("vm-1"))}
+    accumulated: dict[str, str] = {}
+    for label, changes in STEPS:
+        accumulated = accumulated | changes
+        machine = variant(accumulated)("vm-1")
+        machine._allocate_lock()  # the variants without the lazy lock need it there
+        timers[label] = cycle_timer(machine)
+    stats = interleaved(timers, settings)
+    base = stats["hand+lock"].min
+    print("Generated fast path, VirtualMachine cycle, no subscriber (ns/transition, min):")
+    for name, stat in stats.items():
+        print(f"  {name:<56} {stat.min:7.0f} {stat.median:7.0f}  {stat.min / base:5.2f}x")
+    bus_stats = interleaved({
+        "hand publish": cycle_timer(m.HandPublishing(m.sink())),
+        "generated + bus": cycle_timer(m.generated_with_bus()),
+        "generated, event handed to the subscriber directly":
+            cycle_timer(DirectCall("vm-1", bus=m.EventBus())),
+        "... and enum names read with `_name_`":
+            cycle_timer(DirectCallFastNames("vm-1", bus=m.EventBus())),
+    }, settings)
+    base = bus_stats["hand publish"].min
+    print("Publishing to one sync subscriber (ns/transition, min):")
+    for name, stat in bus_stats.items():
+        print(f"  {name:<56} {stat.min:7.0f} {stat.median:7.0f}  {stat.min / base:5.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
