@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import jinja2
+from fsmc.dsl.loader import paused_gc
 from fsmc.dsl.model import Machine, SpecFile, StateKind, Transition
 from fsmc.runtime.errors import FsmcError
 
@@ -129,7 +130,8 @@ class ModuleView:
 def module_view(spec: SpecFile, source: str) -> ModuleView:
     """Everything the template needs for one spec file; `source` is the path shown in the
     generated code (relative, so output does not depend on where the build ran)."""
-    machines = tuple(machine_view(m, source) for m in spec.machines)
+    with paused_gc():  # see `paused_gc`: a big model would make every collection traverse it
+        machines = tuple(machine_view(m, source) for m in spec.machines)
     names = ", ".join(m.name for m in machines)
     return ModuleView(source, f"State machines generated from {source}: {names}.", machines)
 
@@ -275,8 +277,9 @@ def environment() -> jinja2.Environment:
 
 
 def render_module(view: ModuleView, version: str) -> str:
-    text = environment().get_template("module.py.j2").render(module=view, version=version)
-    return _fit_lines(text)
+    with paused_gc():
+        text = environment().get_template("module.py.j2").render(module=view, version=version)
+        return _fit_lines(text)
 
 
 _NOQA = "  # noqa: E501"

@@ -25,13 +25,15 @@ _MARK = "__fsmc_subscriptions__"
 Handler = Callable[[Any], object]
 
 
-@overload
-def subscribe(event_type: F, /) -> F: ...
-
-
+# The class overload comes first: a class is callable too, and would otherwise match the bare
+# decorator's overload (turning the decorated method into the event class for type checkers).
 @overload
 def subscribe(event_type: type[Any] | None = None, /, *,
               topic: str | None = None) -> Callable[[F], F]: ...
+
+
+@overload
+def subscribe(event_type: F, /) -> F: ...
 
 
 def subscribe(event_type: Any = None, /, *, topic: str | None = None) -> Any:

@@ -36,6 +36,7 @@ def type_tree(tmp_path: Path) -> Path:
     for name, folder in PACKAGES.items():
         os.symlink(ROOT / folder, tree / "fsmc" / name)
     os.symlink(ROOT / "generated", tree / "generated")
+    os.symlink(ROOT / "tests" / "typing_samples.py", tree / "typing_samples.py")
     return tree
 
 
@@ -43,5 +44,6 @@ def test_mypy_strict(tmp_path: Path) -> None:
     pytest.importorskip("mypy")
     tree = type_tree(tmp_path)
     result = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-                  "--cache-dir", str(tmp_path / "cache"), "-p", "fsmc", "-p", "generated"], tree)
+                  "--cache-dir", str(tmp_path / "cache"), "-p", "fsmc", "-p", "generated",
+                  "-m", "typing_samples"], tree)
     assert result.returncode == 0, result.stdout + result.stderr
