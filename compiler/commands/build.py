@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -60,8 +61,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.check:
         return _check_drift(out_dir, files, stale, err)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [name for name, data in sorted(files.items())
-               if _write_if_changed(out_dir / name, data)]
+    written = _write_all(out_dir, files)
     for name in stale:
         (out_dir / name).unlink()
     # SVGs are best-effort (they depend on the Graphviz version): not in the plan, not checked.
@@ -96,6 +96,18 @@ def _check_drift(out_dir: Path, files: dict[str, bytes], stale: list[str], err: 
         err.write(f"fsmc: {out_dir}/ is out of date; run `fsmc build` to update it\n")
         return 1
     return 0
+
+
+def _write_all(out_dir: Path, files: dict[str, bytes]) -> list[str]:
+    """Write every changed file (a few threads: the time goes to the file system, which
+    serves several requests at once while the GIL is released) and name them, sorted."""
+    for folder in {(out_dir / name).parent for name in files}:
+        folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(files)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        changed = list(pool.map(lambda name: _write_if_changed(out_dir / name, files[name]),
+                                names))
+    return [name for name, wrote in zip(names, changed, strict=True) if wrote]
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
