@@ -38,19 +38,9 @@ class StateView:
 
 
 @dataclass(frozen=True)
-class CandidateView:
-    target: str
-    guard: str | None
-    negated: bool
-    action: str | None
-    tags: tuple[str, ...]
-    line: int
-
-
-@dataclass(frozen=True)
 class RowView:
     source: str
-    candidates: tuple[CandidateView, ...]
+    candidates: tuple[TransitionView, ...]
 
 
 @dataclass(frozen=True)
@@ -166,14 +156,13 @@ def _transition_view(t: Transition) -> TransitionView:
 
 
 def _event_view(machine: Machine, event: str, constant: str) -> EventView:
-    rows: dict[str, list[CandidateView]] = {}
+    rows: dict[str, list[TransitionView]] = {}
     lines: list[str] = []
     for t in machine.transitions:
         if t.event.text != event:
             continue
         view = _transition_view(t)
-        rows.setdefault(view.source, []).append(CandidateView(
-            view.target, view.guard, view.negated, view.action, view.tags, view.line))
+        rows.setdefault(view.source, []).append(view)
         lines.append(f"{view.source} -> {view.target}{_clauses(view)}  (line {view.line})")
     if lines:
         doc = f"Fire `{event}`:\n\n" + "\n".join(f"- {line}" for line in lines)
