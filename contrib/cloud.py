@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fsmc.runtime.machine import Bus
+from fsmc.runtime.dispatch import Bus
 
 from generated.network import Network
 from generated.nic import Nic

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from fsmc.runtime.machine import Bus
+from fsmc.runtime.dispatch import Bus
 
 from generated.ip_address import IpAddress
 from generated.snapshot import Snapshot

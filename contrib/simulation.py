@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fsmc.runtime import InvalidTransition, Machine, StateChanged
-from fsmc.runtime.machine import Bus
+from fsmc.runtime.dispatch import Bus
 
 __all__ = ["Process", "SimulatedTime", "Simulation"]
 

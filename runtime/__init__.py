@@ -7,6 +7,7 @@ Generated classes derive from `Machine`; every transition posts a `StateChanged`
 from __future__ import annotations
 
 from .bus import EventBus
+from .dispatch import Candidate, Dispatch, TransitionListener, candidate
 from .enums import MachineEnum
 from .errors import (
     BusClosed,
@@ -20,7 +21,7 @@ from .errors import (
     UnknownEvent,
 )
 from .events import DeadEvent, StateChanged
-from .machine import Candidate, Dispatch, Machine, TransitionListener, candidate
+from .machine import Machine
 from .spec import MachineSpec, TransitionSpec
 from .subscriptions import Registration, Subscription, subscribe
 from .topics import topic_matches, validate_pattern

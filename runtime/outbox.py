@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, exists, select, tuple_, update
 from sqlalchemy.sql import ColumnElement
 
+from .dispatch import Bus
 from .events import StateChanged
-from .machine import Bus
 from .store_sql import OUTBOX
 
 if TYPE_CHECKING:

@@ -49,8 +49,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .dispatch import Bus
 from .errors import FsmcError
-from .machine import Bus, Machine
+from .machine import Machine
 from .store_bound import JOINED, AfterCommit, Bound, Joined, VersionConflict, Writer, bound_class
 from .store_sql import MACHINES, METADATA, OUTBOX
 

@@ -30,9 +30,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
+from .dispatch import Bus
 from .errors import ConcurrentUpdate
 from .events import StateChanged
-from .machine import Bus, Machine
+from .machine import Machine
 from .store_sql import HotSql
 
 __all__ = ["JOINED", "Bound", "Joined", "VersionConflict", "Writer"]
