@@ -36,7 +36,11 @@ class SourceText:
 
     def __post_init__(self) -> None:
         starts = [0]
-        starts.extend(i + 1 for i, char in enumerate(self.text) if char == "\n")
+        find = self.text.find
+        index = find("\n")
+        while index >= 0:  # one step per line, not per character
+            starts.append(index + 1)
+            index = find("\n", index + 1)
         object.__setattr__(self, "_line_starts", tuple(starts))
 
     @property
