@@ -78,11 +78,12 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Free -> Allocating  (line 17)
         - Reserved -> Allocating  (line 21)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -97,11 +98,12 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
 
         - Free -> Reserved  (line 18)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_RESERVE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -117,11 +119,12 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Reserved -> Free  (line 22)
         - Allocated -> Releasing [usage]  (line 30)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_RELEASE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -137,11 +140,12 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Allocated [usage]  (line 26)
         - Releasing -> Free  (line 34)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -157,11 +161,12 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Releasing  (line 27)
         - Releasing -> Releasing  (line 35)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _IP_ADDRESS_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -230,6 +235,11 @@ _IP_ADDRESS_OPERATION_FAILED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
     _S.Allocating: _S.Releasing,
     _S.Releasing: _S.Releasing,
 }
+IpAddress._PLAIN = (
+    _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN, _IP_ADDRESS_RESERVE_REQUESTED_PLAIN,
+    _IP_ADDRESS_RELEASE_REQUESTED_PLAIN, _IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN,
+    _IP_ADDRESS_OPERATION_FAILED_PLAIN,
+)
 IpAddress._DISPATCH = {
     _E.AllocateRequested: _IP_ADDRESS_ALLOCATE_REQUESTED,
     "AllocateRequested": _IP_ADDRESS_ALLOCATE_REQUESTED,

@@ -76,11 +76,12 @@ class Network(Machine["Network.State", "Network.Event"]):
 
         - Allocated -> Implementing  (line 19)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_IMPLEMENT_NETWORK_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -97,11 +98,12 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Setup -> Destroy  (line 22)
         - Implemented -> Shutdown  (line 30)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_DESTROY_NETWORK_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -117,11 +119,12 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Implemented  (line 25)
         - Shutdown -> Allocated  (line 33)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -137,11 +140,12 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Shutdown  (line 26)
         - Shutdown -> Shutdown  (line 34)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NETWORK_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -202,6 +206,10 @@ _NETWORK_OPERATION_FAILED_PLAIN: dict[Network.State, Network.State] = {
     _S.Implementing: _S.Shutdown,
     _S.Shutdown: _S.Shutdown,
 }
+Network._PLAIN = (
+    _NETWORK_IMPLEMENT_NETWORK_PLAIN, _NETWORK_DESTROY_NETWORK_PLAIN,
+    _NETWORK_OPERATION_SUCCEEDED_PLAIN, _NETWORK_OPERATION_FAILED_PLAIN,
+)
 Network._DISPATCH = {
     _E.ImplementNetwork: _NETWORK_IMPLEMENT_NETWORK,
     "ImplementNetwork": _NETWORK_IMPLEMENT_NETWORK,

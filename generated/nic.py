@@ -75,11 +75,12 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Allocated -> Reserving  (line 15)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_RESERVATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -94,11 +95,12 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserved -> Releasing  (line 22)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_RELEASE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -113,11 +115,12 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserving -> Allocated  (line 18)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_CANCEL_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -133,11 +136,12 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Reserved  (line 19)
         - Releasing -> Allocated  (line 25)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_OPERATION_COMPLETED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -153,11 +157,12 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Allocated  (line 20)
         - Releasing -> Reserved  (line 26)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _NIC_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -218,6 +223,10 @@ _NIC_OPERATION_FAILED_PLAIN: dict[Nic.State, Nic.State] = {
     _S.Reserving: _S.Allocated,
     _S.Releasing: _S.Reserved,
 }
+Nic._PLAIN = (
+    _NIC_RESERVATION_REQUESTED_PLAIN, _NIC_RELEASE_REQUESTED_PLAIN, _NIC_CANCEL_REQUESTED_PLAIN,
+    _NIC_OPERATION_COMPLETED_PLAIN, _NIC_OPERATION_FAILED_PLAIN,
+)
 Nic._DISPATCH = {
     _E.ReservationRequested: _NIC_RESERVATION_REQUESTED,
     "ReservationRequested": _NIC_RESERVATION_REQUESTED,

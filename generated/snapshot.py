@@ -114,11 +114,12 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - Allocated -> Creating  (line 26)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_CREATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -135,11 +136,12 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - CreatedOnPrimary -> BackedUp  (line 35)
         - BackingUp -> BackedUp  (line 39)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -156,11 +158,12 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackingUp -> BackingUp  (line 40)
         - BackedUp -> BackingUp  (line 44)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -180,11 +183,12 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackedUp -> Destroying  (line 42)
         - Destroying -> Destroying  (line 53)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -199,11 +203,12 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - BackedUp -> Copying  (line 43)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_COPYING_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -221,11 +226,12 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 47)
         - Destroying -> Destroyed  (line 51)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -243,11 +249,12 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 48)
         - Destroying -> BackedUp  (line 52)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _SNAPSHOT_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -362,6 +369,12 @@ _SNAPSHOT_OPERATION_FAILED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
     _S.Copying: _S.BackedUp,
     _S.Destroying: _S.BackedUp,
 }
+Snapshot._PLAIN = (
+    _SNAPSHOT_CREATE_REQUESTED_PLAIN, _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN,
+    _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN, _SNAPSHOT_DESTROY_REQUESTED_PLAIN,
+    _SNAPSHOT_COPYING_REQUESTED_PLAIN, _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN,
+    _SNAPSHOT_OPERATION_FAILED_PLAIN,
+)
 Snapshot._DISPATCH = {
     _E.CreateRequested: _SNAPSHOT_CREATE_REQUESTED,
     "CreateRequested": _SNAPSHOT_CREATE_REQUESTED,

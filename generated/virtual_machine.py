@@ -217,11 +217,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Starting  (line 35)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_START_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -238,11 +239,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Stopping  (line 69)
         - Stopping -> Stopping  (line 93)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -258,11 +260,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Destroyed [usage]  (line 36)
         - Error -> Expunging  (line 103)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -277,11 +280,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Destroyed -> Stopped [usage]  (line 61)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -300,11 +304,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 83)
         - Stopping -> Stopped [usage]  (line 92)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -322,11 +327,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 82)
         - Stopping -> Running  (line 91)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -342,11 +348,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Migrating  (line 66)
         - Migrating -> Migrating  (line 79)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -361,11 +368,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Migrating  (line 44)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -383,11 +391,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Expunging -> Expunging  (line 100)
         - Error -> Expunging  (line 104)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -405,11 +414,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 80)
         - Stopping -> Stopped [usage]  (line 89)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -428,11 +438,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopping -> Running  (line 90)
         - Expunging -> Expunging  (line 99)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -447,11 +458,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Error [usage]  (line 40)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -466,11 +478,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Starting -> Starting  (line 51)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -489,11 +502,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 84)
         - Stopping -> Stopped [usage]  (line 94)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -508,11 +522,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Running -> Running  (line 71)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -536,11 +551,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Restoring  (line 45)
         - Destroyed -> Restoring  (line 63)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -555,11 +571,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 109)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -574,11 +591,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 108)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -597,11 +615,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 85)
         - Stopping -> Running  (line 95)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -620,11 +639,12 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 86)
         - Stopping -> Stopped [usage]  (line 96)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -939,6 +959,19 @@ _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN: dict[VirtualMachine.State,
     _S.Migrating: _S.Stopped,
     _S.Stopping: _S.Stopped,
 }
+VirtualMachine._PLAIN = (
+    _VIRTUAL_MACHINE_START_REQUESTED_PLAIN, _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN,
+    _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN, _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN,
+    _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN, _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN,
+    _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN, _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN,
+    _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN, _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN,
+    _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN, _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN,
+    _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN, _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN,
+    _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN, _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN,
+    _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN, _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN,
+    _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN,
+    _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN,
+)
 VirtualMachine._DISPATCH = {
     _E.CreateRequested: _VIRTUAL_MACHINE_CREATE_REQUESTED,
     "CreateRequested": _VIRTUAL_MACHINE_CREATE_REQUESTED,

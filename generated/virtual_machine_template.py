@@ -85,11 +85,12 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadError  (line 27)
         - UploadInProgress -> UploadError  (line 30)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -105,11 +106,12 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> Active  (line 26)
         - UploadInProgress -> Active  (line 29)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -124,11 +126,12 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
 
         - NotUploaded -> UploadInProgress  (line 25)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -144,11 +147,12 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadAbandoned  (line 24)
         - UploadInProgress -> UploadError  (line 31)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -205,6 +209,12 @@ _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN: dict[VirtualMachineTemplate.S
     _S.NotUploaded: _S.UploadAbandoned,
     _S.UploadInProgress: _S.UploadError,
 }
+VirtualMachineTemplate._PLAIN = (
+    _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN,
+    _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN,
+    _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN,
+    _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN,
+)
 VirtualMachineTemplate._DISPATCH = {
     _E.OperationFailed: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,
     "OperationFailed": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,

@@ -232,11 +232,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Creating -> Creating  (line 52)
         - Ready -> Creating  (line 57)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_CREATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -251,11 +252,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Uploaded -> Copying  (line 105)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_COPY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -292,11 +294,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadError  (line 114)
         - UploadInProgress -> UploadError  (line 116)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -325,11 +328,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> Uploaded  (line 113)
         - UploadInProgress -> Uploaded  (line 115)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -344,11 +348,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Creating  (line 48)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_RETRY_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -364,11 +369,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Allocated -> UploadOp  (line 44)
         - NotUploaded -> UploadInProgress  (line 112)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_UPLOAD_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -383,11 +389,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Migrating  (line 64)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -402,11 +409,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Allocated -> Creating  (line 45)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -421,11 +429,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Ready [usage]  (line 54)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -440,11 +449,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Allocated  (line 53)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_MIGRATION_COPY_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -459,11 +469,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Snapshotting  (line 62)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -478,11 +489,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> RevertSnapshotting  (line 63)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -503,11 +515,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - UploadError -> Destroy  (line 118)
         - UploadAbandoned -> Destroy  (line 119)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -522,11 +535,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Destroy -> Ready  (line 96)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RECOVER_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -543,11 +557,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Expunged  (line 87)
         - Destroy -> Expunging  (line 93)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_EXPUNGING_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -562,11 +577,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Resizing  (line 58)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESIZE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -581,11 +597,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Attaching  (line 65)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_ATTACH_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -601,11 +618,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadAbandoned  (line 111)
         - UploadInProgress -> UploadError  (line 117)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_OPERATION_TIMEOUT_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -622,11 +640,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Restoring  (line 90)
         - Destroy -> Restoring  (line 97)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESTORE_REQUESTED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -641,11 +660,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 123)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESTORE_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -660,11 +680,12 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 124)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus).
+        # Fast path: an unguarded transition without action, and no listener (at most a bus);
+        # the table is empty while class listeners exist.
         lock = self._lock or self._allocate_lock()
         if lock.acquire(False):
             target = _VOLUME_RESTORE_FAILED_PLAIN.get(self._state)
-            if target is not None and not self._class_observed:
+            if target is not None:
                 if not self._observed:
                     self._state = target
                     lock.release()
@@ -1017,6 +1038,17 @@ _VOLUME_RESTORE_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
 _VOLUME_RESTORE_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
     _S.Restoring: _S.Ready,
 }
+Volume._PLAIN = (
+    _VOLUME_CREATE_REQUESTED_PLAIN, _VOLUME_COPY_REQUESTED_PLAIN, _VOLUME_OPERATION_FAILED_PLAIN,
+    _VOLUME_OPERATION_SUCCEEDED_PLAIN, _VOLUME_OPERATION_RETRY_PLAIN,
+    _VOLUME_UPLOAD_REQUESTED_PLAIN, _VOLUME_MIGRATION_REQUESTED_PLAIN,
+    _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN, _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN,
+    _VOLUME_MIGRATION_COPY_FAILED_PLAIN, _VOLUME_SNAPSHOT_REQUESTED_PLAIN,
+    _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN, _VOLUME_DESTROY_REQUESTED_PLAIN,
+    _VOLUME_RECOVER_REQUESTED_PLAIN, _VOLUME_EXPUNGING_REQUESTED_PLAIN,
+    _VOLUME_RESIZE_REQUESTED_PLAIN, _VOLUME_ATTACH_REQUESTED_PLAIN, _VOLUME_OPERATION_TIMEOUT_PLAIN,
+    _VOLUME_RESTORE_REQUESTED_PLAIN, _VOLUME_RESTORE_SUCCEEDED_PLAIN, _VOLUME_RESTORE_FAILED_PLAIN,
+)
 Volume._DISPATCH = {
     _E.CreateRequested: _VOLUME_CREATE_REQUESTED,
     "CreateRequested": _VOLUME_CREATE_REQUESTED,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import weakref
 from collections.abc import Awaitable
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -58,12 +59,20 @@ class Machine(Generic[S, E]):
     _ALLOWED: ClassVar[dict[Any, tuple[Any, ...]]]
     _INITIAL: ClassVar[Any]
     _class_hooks: ClassVar[_Hooks] = _NO_HOOKS
-    # True when any class listener is registered: the generated fast path reads this and
-    # `_observed` (a bus or instance listeners) to know that nobody needs an event.
+    # True when this class has class listeners (its own or inherited), or persists.
     _class_observed: ClassVar[bool] = False
     # Set by classes whose transitions must be persisted (`fsmc.runtime.store`): they always
     # build the event and take the full path, so that `_apply` runs.
     _persistent: ClassVar[bool] = False
+    # What `_hooks` is when an instance has no listener: None lets the generated fast path
+    # run; a class that must never take it (persistence) sets `_NO_HOOKS`.
+    _idle_hooks: ClassVar[_Hooks | None] = None
+    # The generated class's `{source: target}` tables of plain transitions, read by its fast
+    # path. While any class of its family has class listeners they are emptied (so every
+    # transition takes `_fire`, which sees them) and refilled when the last one goes: the fast
+    # path then only has to check the instance (`_observed`).
+    _PLAIN: ClassVar[tuple[dict[Any, Any], ...]]
+    _plain_saved: ClassVar[tuple[dict[Any, Any], ...]]  # the tables' content while emptied
     _own_class_listeners: ClassVar[tuple[object, ...]] = ()
 
     def __init__(self, resource_id: object, *, bus: Bus | None = None,
@@ -148,7 +157,7 @@ class Machine(Generic[S, E]):
         remaining = tuple(o for o in current.listeners if o is not listener)
         if len(remaining) == len(current.listeners):
             raise ValueError(f"{listener!r} is not a listener of {self!r}")
-        self._hooks = _make_hooks(remaining) if remaining else None
+        self._hooks = _make_hooks(remaining) if remaining else self._idle_hooks
         self._observed = self._hooks is not None or self._bus is not None
 
     @classmethod
@@ -158,6 +167,11 @@ class Machine(Generic[S, E]):
                 "_own_class_listeners", ())):
             cls._own_class_listeners = (*cls.__dict__.get("_own_class_listeners", ()), listener)
             _refresh_class_hooks(cls)
+            if "_PLAIN" not in cls.__dict__ and cls not in _watched:
+                _watched.add(cls)
+                # A subclass (maybe made at run time) that dies with listeners must give the
+                # generated class its fast path back.
+                weakref.finalize(cls, _sync_fast_paths, cls.__mro__[1:])
 
     @classmethod
     def remove_class_listener(cls, listener: TransitionListener | object) -> None:
@@ -428,15 +442,49 @@ class Machine(Generic[S, E]):
         return chosen.target  # type: ignore[no-any-return]
 
 
+_watched: weakref.WeakSet[type] = weakref.WeakSet()
+
+
 def _refresh_class_hooks(cls: type[Machine[Any, Any]]) -> None:
-    """Recompute the effective class listeners of `cls` and every subclass (base first)."""
+    """Recompute the class listeners of `cls` and its subclasses, then the fast path of the
+    generated class(es) it derives from."""
+    _recompute_hooks(cls)
+    _sync_fast_paths(cls.__mro__)
+
+
+def _sync_fast_paths(classes: tuple[type, ...]) -> None:
+    for owner in classes:
+        if "_PLAIN" in owner.__dict__:
+            _sync_fast_path(owner)
+
+
+def _recompute_hooks(cls: type[Machine[Any, Any]]) -> None:
+    """The effective class listeners of `cls` and every subclass (base first)."""
     listeners: list[object] = []
     for klass in reversed(cls.__mro__):
         listeners.extend(klass.__dict__.get("_own_class_listeners", ()))
     cls._class_hooks = _make_hooks(tuple(listeners)) if listeners else _NO_HOOKS
     cls._class_observed = bool(listeners) or cls._persistent
     for subclass in cls.__subclasses__():
-        _refresh_class_hooks(subclass)
+        _recompute_hooks(subclass)
+
+
+def _sync_fast_path(owner: type[Machine[Any, Any]]) -> None:
+    """Empty the plain tables of generated class `owner` while a class of its family has
+    class listeners; refill them when none has."""
+    family = [owner]
+    for klass in family:
+        family.extend(klass.__subclasses__())
+    listened = any(klass.__dict__.get("_own_class_listeners") for klass in family)
+    saved: tuple[dict[Any, Any], ...] | None = owner.__dict__.get("_plain_saved")
+    if listened and saved is None:
+        owner._plain_saved = tuple(dict(table) for table in owner._PLAIN)
+        for table in owner._PLAIN:
+            table.clear()
+    elif not listened and saved is not None:
+        for table, content in zip(owner._PLAIN, saved, strict=True):
+            table.update(content)
+        del owner._plain_saved
 
 
 async def _resolve(value: object) -> object:

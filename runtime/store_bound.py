@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
-from .dispatch import Bus
+from .dispatch import _NO_HOOKS, Bus, _Hooks
 from .errors import ConcurrentUpdate
 from .events import StateChanged
 from .machine import Machine
@@ -64,6 +64,15 @@ class Bound(Machine[Any, Any]):
     _writer: ClassVar[Writer]
     _key: str
     _version: int
+    # Never idle: a bound instance always takes the full path (the generated fast path skips
+    # `_apply`), listeners or not.
+    _idle_hooks: ClassVar[_Hooks | None] = _NO_HOOKS
+
+    def __init__(self, resource_id: object, *, bus: Bus | None = None,
+                 state: Any = None) -> None:
+        super().__init__(resource_id, bus=bus, state=state)
+        self._hooks = _NO_HOOKS
+        self._observed = True
 
     def _apply(self, target: Any, event: StateChanged | None) -> None:
         assert event is not None  # `_persistent` classes always build the event
@@ -76,9 +85,9 @@ class Bound(Machine[Any, Any]):
 
 
 def bound_class(cls: type[Machine[Any, Any]], writer: Writer) -> type[Bound]:
-    """The subclass of `cls` whose instances persist through `writer`. It sets `_persistent`
-    and `_class_observed`, so the generated fast path (which skips `_apply` when nobody
-    listens) is never taken."""
+    """The subclass of `cls` whose instances persist through `writer`. Its instances are
+    never idle (see `Bound`) and it sets `_persistent` and `_class_observed`, so every
+    transition takes the full path, which calls `_apply`."""
     namespace = {"__slots__": (), "__module__": cls.__module__,
                  "__qualname__": cls.__qualname__, "_writer": writer,
                  "_persistent": True, "_class_observed": True}

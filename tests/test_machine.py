@@ -229,6 +229,43 @@ def test_class_listeners_see_every_instance_and_subclasses(log: list[str]) -> No
     assert log == []
 
 
+def test_class_listeners_on_a_subclass_switch_the_fast_path_off_then_on(log: list[str]) -> None:
+    """The generated fast path checks only the instance: class listeners empty its tables
+    (every transition then takes the full path) and removing the last one refills them."""
+    full = {event: dict(table) for event, table in zip("abcdef", VM._PLAIN, strict=False)}
+    listener = Log(log, "sub")
+
+    class Watched(VM):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+    Watched.add_class_listener(listener)
+    try:
+        assert not any(VM._PLAIN)
+        sibling, watched = VM("plain"), Watched("watched")
+        sibling.start_requested()
+        watched.start_requested()
+        assert sibling.state is watched.state is VM.State.Starting
+        assert log == ["sub.pre Allocated->Starting", "sub.post Allocated->Starting"]
+    finally:
+        Watched.remove_class_listener(listener)
+    assert {event: dict(table) for event, table in zip("abcdef", VM._PLAIN, strict=False)} == full
+
+
+def test_a_subclass_dying_with_class_listeners_gives_the_fast_path_back(log: list[str]) -> None:
+    import gc
+
+    def make_and_forget() -> None:
+        class Temporary(VM):  # type: ignore[misc,valid-type]
+            __slots__ = ()
+
+        Temporary.add_class_listener(Log(log, "tmp"))
+        assert not any(VM._PLAIN)
+
+    make_and_forget()
+    gc.collect()
+    assert all(VM._PLAIN)
+
+
 def test_default_guard_and_action_name_the_spec_line() -> None:
     with pytest.raises(NotImplementedError, match=r"can_stop is a guard declared at vm\.fsm:13"):
         VM("vm", state="Running").stop_requested()
