@@ -19,10 +19,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fsmc.runtime import StateChanged
 from fsmc.runtime.bus import EventBus
+from fsmc.runtime.errors import FsmcError
 
 from .audit import AuditTrail
 from .cloud import Cloud
@@ -31,6 +32,9 @@ from .progress import ProgressBar, Ticker
 from .simulation import SimulatedTime, Simulation
 from .usage import UsageMeter
 from .usage_report import Report, format_report, load_report
+
+if TYPE_CHECKING:
+    from fsmc.runtime.amqp import AmqpPublisher
 
 __all__ = ["ORIGIN", "DemoConfig", "DemoResult", "format_summary", "run_demo"]
 
@@ -51,6 +55,7 @@ class DemoConfig:
     seed: int = 1
     out: Path = Path("demo-output")
     workers: int = 2
+    amqp: str | None = None  # also publish every event to this broker (fsmc.events)
 
     def __post_init__(self) -> None:
         for name in ("accounts", "vms", "workers"):
@@ -77,6 +82,12 @@ class DemoResult:
     meter_stats: dict[str, int]
     report: Report
     files: dict[str, Path] = field(default_factory=dict)
+    broker: dict[str, int] | None = None  # the publisher's counters with --amqp
+    broker_error: str | None = None
+
+    @property
+    def subscribers(self) -> int:
+        return SUBSCRIBERS + (self.broker is not None)
 
     @property
     def all_delivered(self) -> bool:
@@ -84,8 +95,9 @@ class DemoResult:
         stats = self.bus_stats
         return (self.undelivered == 0 and stats["failed"] == 0 and stats["dropped"] == 0
                 and stats["posted"] == self.posted_by_machines == self.transitions
-                and stats["delivered"] == stats["posted"] * SUBSCRIBERS
-                and self.counts.total == self.audit_lines == stats["posted"])
+                and stats["delivered"] == stats["posted"] * self.subscribers
+                and self.counts.total == self.audit_lines == stats["posted"]
+                and self.broker_error is None)
 
     @property
     def ok(self) -> bool:
@@ -131,6 +143,9 @@ def run_demo(config: DemoConfig, *, progress: TextIO | None = None) -> DemoResul
     bus.subscribe(meter.record, StateChanged)
     bus.subscribe(audit.write)
     bus.subscribe(counters.count, StateChanged)
+    publisher = _publisher(config.amqp)
+    if publisher is not None:
+        bus.subscribe(publisher, topic="#")
     clock = SimulatedTime(bus, ORIGIN)
     sim = Simulation(clock, period, seed=config.seed)
     cloud = Cloud(sim, clock, accounts=config.accounts, vms=config.vms)
@@ -147,6 +162,7 @@ def run_demo(config: DemoConfig, *, progress: TextIO | None = None) -> DemoResul
     if bar is not None:
         shown = bar
         ticker = Ticker(lambda: shown.update(clock.now / period, status())).start()
+    broker_error = None
     try:
         sim.run(before_step=pacer)
         undelivered = bus.close()
@@ -156,6 +172,11 @@ def run_demo(config: DemoConfig, *, progress: TextIO | None = None) -> DemoResul
         bus.close()
         meter.close()
         audit.close()
+        if publisher is not None:
+            try:
+                publisher.close(timeout=120)
+            except FsmcError as error:  # DeliveryError
+                broker_error = str(error)
     elapsed = time.monotonic() - pacer.started
     if bar:
         bar.finish(status())
@@ -163,7 +184,21 @@ def run_demo(config: DemoConfig, *, progress: TextIO | None = None) -> DemoResul
     return DemoResult(config, elapsed, elapsed - pacer.waited, sim.transitions, clock.posted,
                       sim.rejected, sim.unexpected, bus.stats(), undelivered,
                       counters.snapshot(), Counter(cloud.created), audit.written,
-                      meter.stats(), report, files)
+                      meter.stats(), report, files,
+                      None if publisher is None else publisher.stats(), broker_error)
+
+
+def _publisher(url: str | None) -> AmqpPublisher | None:
+    """With a broker: declare the billing queue first (so a billing process started later
+    still gets every event), then a publisher to the exchange."""
+    if url is None:
+        return None
+    from fsmc.runtime.amqp import AmqpPublisher, declare_queue
+
+    from .broker import BILLING_QUEUE
+
+    declare_queue(url, BILLING_QUEUE)
+    return AmqpPublisher(url, buffer=100_000)
 
 
 def _rate(count: int, seconds: float) -> str:
@@ -180,7 +215,7 @@ def format_summary(result: DemoResult, *, top: int = 10) -> str:
         f"({_rate(result.transitions, result.elapsed)}); the driver was busy "
         f"{result.busy:.1f} s of it ({_rate(result.transitions, result.busy)})")
     add(f"bus          {stats['posted']:,} events posted, {stats['delivered']:,} deliveries to "
-        f"{SUBSCRIBERS} subscribers; failed {stats['failed']}, dead {stats['dead']}, "
+        f"{result.subscribers} subscribers; failed {stats['failed']}, dead {stats['dead']}, "
         f"dropped {stats['dropped']}, undelivered at close {result.undelivered}")
     add("             every event reached every subscriber" if result.all_delivered
         else "             NOT every event reached every subscriber")
@@ -199,6 +234,12 @@ def format_summary(result: DemoResult, *, top: int = 10) -> str:
     if result.unexpected:
         add(f"UNEXPECTED   {len(result.unexpected)} lifecycle steps were refused, e.g. "
             f"{result.unexpected[0]}")
+    if result.broker is not None:
+        add(f"broker       {result.broker['confirmed']:,} of {result.broker['accepted']:,} "
+            f"events confirmed by RabbitMQ (exchange fsmc.events, {result.broker['resent']} "
+            "resent); bill them with `fsmc events bill`")
+    if result.broker_error:
+        add(f"BROKER       {result.broker_error}")
     meter = result.meter_stats
     add(f"usage meter  {meter['recorded']:,} events kept, {meter['skipped']:,} not billable, "
         f"{meter['duplicates']} duplicates")

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Set up everything fsmc needs on a fresh Debian/Ubuntu machine (idempotent):
 #   system packages (Graphviz for diagrams, Chromium for the review-site browser test,
-#   PostgreSQL's server binaries for the store tests: they start a private server),
+#   PostgreSQL's server binaries for the store tests and RabbitMQ's for the AMQP tests: they
+#   start private servers),
 #   a virtual environment in .venv with fsmc installed editable, with its test extras.
 # Usage: bash scripts/setup.sh        (then: source .venv/bin/activate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(graphviz chromium fonts-dejavu-core postgresql)
+APT_PACKAGES=(graphviz chromium fonts-dejavu-core postgresql rabbitmq-server)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -44,6 +44,7 @@ def test_mypy_strict(tmp_path: Path) -> None:
     pytest.importorskip("mypy")
     tree = type_tree(tmp_path)
     result = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                  "--config-file", str(ROOT / "pyproject.toml"),
                   "--cache-dir", str(tmp_path / "cache"), "-p", "fsmc", "-p", "generated",
                   "-m", "typing_samples"], tree)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import logging
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,6 +31,7 @@ examples:
   fsmc demo
   fsmc demo --vms 10000 --accounts 40 --seconds 0
   fsmc usage report --db demo-output/usage.db --account acct-03
+  fsmc demo --amqp amqp://guest:guest@localhost:5672/%2F   (beside `fsmc events bill`)
 """
 
 
@@ -57,6 +59,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--specs", default="specs", metavar="DIR",
                         help="the specs of the review site (default specs/)")
     parser.add_argument("--no-site", action="store_true", help="do not write the review site")
+    parser.add_argument("--amqp", metavar="URL",
+                        help="also publish every event to this RabbitMQ broker (exchange "
+                             "fsmc.events; queue fsmc.billing is declared for `fsmc events "
+                             "bill`)")
     parser.set_defaults(run=run)
 
 
@@ -128,11 +134,18 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     config = DemoConfig(accounts=args.accounts, vms=args.vms, days=args.days,
                         seconds=args.seconds, seed=args.seed, out=Path(args.out),
-                        workers=args.workers)
+                        workers=args.workers, amqp=args.amqp)
+    if args.amqp:
+        logging.getLogger("pika").setLevel(logging.CRITICAL)  # fsmc says what matters
     try:
         result = run_demo(config, progress=err)
     except OSError as error:  # an output folder that cannot be written
         err.write(f"fsmc: error: {error}\n")
+        return 2
+    except Exception as error:  # the broker cannot be reached to declare the queue
+        if not args.amqp or type(error).__module__.split(".")[0] != "pika":
+            raise
+        err.write(f"fsmc: error: cannot reach the broker at {args.amqp}: {error!r}\n")
         return 2
     out.write(format_summary(result) + "\n")
     if not args.no_site:

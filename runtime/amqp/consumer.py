@@ -1,0 +1,222 @@
+"""`AmqpConsumer`: events from a RabbitMQ queue into a local `EventBus`, each at most once per
+dedupe window, acknowledged only once the bus has taken it.
+
+A background thread declares the exchange (durable topic), the queue (durable, unless it is a
+server-named one for a single reader such as `fsmc events tail`), binds the patterns, and
+consumes with manual acknowledgements and a prefetch window. For each message:
+
+- not an fsmc CloudEvent → copied to the dead-letter queue (`<queue>.dead`) with the reason in
+  the `x-fsmc-error` header, then acknowledged (it would fail the same way again);
+- an event id seen within the last `dedupe_window` events → acknowledged, not posted (the
+  publisher resends what the broker did not confirm before a connection dropped);
+- else → `bus.post(event)`, then acknowledged. With a synchronous bus every subscriber has run
+  by then; if this process dies before the ack, the broker delivers the message again (and,
+  the window being in memory, a new process posts it again: at least once).
+
+The thread reconnects with exponential backoff when the connection drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import pika
+
+from ..cloudevent import MalformedEvent, decode
+from ..dispatch import Bus
+from ..errors import BusClosed
+from ..topics import validate_pattern
+from .url import parameters
+
+__all__ = ["AmqpConsumer", "declare_queue"]
+
+logger = logging.getLogger("fsmc.amqp")
+
+
+class AmqpConsumer:
+    """Consume `queue` (None: a server-named queue that lives as long as the connection),
+    bound to `exchange` with each topic pattern of `bindings`, into `bus`:
+
+        consumer = AmqpConsumer(url, "billing", ["VirtualMachine.#"], bus=bus)
+        ...
+        consumer.close()
+    """
+
+    def __init__(self, url: str, queue: str | None, bindings: Iterable[str] = ("#",),
+                 exchange: str = "fsmc.events", *, bus: Bus, prefetch: int = 256,
+                 dedupe_window: int = 100_000, dead_letter_queue: str | None = None,
+                 reconnect_delay: float = 0.1, max_reconnect_delay: float = 5.0) -> None:
+        self.bindings = tuple(bindings)
+        for pattern in self.bindings:
+            validate_pattern(pattern)
+        if not self.bindings:
+            raise ValueError("bindings must name at least one topic pattern")
+        if not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be a positive int, not {prefetch!r}")
+        if not isinstance(dedupe_window, int) or dedupe_window < 0:
+            raise ValueError(f"dedupe_window must be an int >= 0, not {dedupe_window!r}")
+        self._parameters = parameters(url)
+        self.queue = queue
+        self.exchange = exchange
+        self.dead_letter_queue = dead_letter_queue or (f"{queue}.dead" if queue else None)
+        self._bus = bus
+        self._prefetch = prefetch
+        self._window = dedupe_window
+        self._seen: set[str] = set()
+        self._order: deque[str] = deque()
+        self._delays = (reconnect_delay, max_reconnect_delay)
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._connection: Any = None
+        self._channel: Any = None
+        self._counts = dict.fromkeys(("received", "delivered", "duplicates", "dead_lettered",
+                                      "connects"), 0)
+        self.queue_name: str | None = queue  # the server's name for a server-named queue
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"fsmc-amqp-consumer-{queue or 'tail'}")
+        self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the queue is declared, bound and consumed (after each reconnect too)."""
+        return self._ready.wait(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: `received`, `delivered` (posted to the bus), `duplicates` (dropped),
+        `dead_lettered`, `connects`."""
+        with self._lock:
+            return dict(self._counts)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop consuming (messages not yet acknowledged go back to the queue) and disconnect."""
+        self._stopped.set()
+        with self._lock:
+            connection, channel = self._connection, self._channel
+        if connection is not None and channel is not None:
+            try:
+                connection.add_callback_threadsafe(channel.stop_consuming)
+            except Exception:
+                logger.debug("AMQP consumer: connection already gone at close", exc_info=True)
+        self._thread.join(timeout)
+
+    # -- the consuming thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay, failures = self._delays[0], 0
+        while not self._stopped.is_set():
+            connection = None
+            try:
+                connection = pika.BlockingConnection(self._parameters)
+                channel = connection.channel()
+                self._declare(channel)
+                with self._lock:
+                    self._connection, self._channel = connection, channel
+                    self._counts["connects"] += 1
+                delay, failures = self._delays[0], 0
+                self._ready.set()
+                if not self._stopped.is_set():
+                    channel.start_consuming()
+            except (pika.exceptions.AMQPError, OSError) as error:
+                failures += 1
+                if not self._stopped.is_set():
+                    logger.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                               "AMQP consumer %s: no connection (retrying): %r", self.queue,
+                               error)
+            finally:
+                self._ready.clear()
+                with self._lock:
+                    self._connection = self._channel = None
+                if connection is not None and connection.is_open:
+                    try:
+                        connection.close()
+                    except Exception:
+                        logger.debug("AMQP consumer: close failed", exc_info=True)
+            if self._stopped.wait(delay):
+                break
+            delay = min(delay * 2, self._delays[1])
+
+    def _declare(self, channel: Any) -> None:
+        channel.exchange_declare(exchange=self.exchange, exchange_type="topic", durable=True)
+        if self.queue:
+            channel.queue_declare(queue=self.queue, durable=True)
+            name = self.queue
+        else:
+            name = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+            self.queue_name = name
+        for pattern in self.bindings:
+            channel.queue_bind(queue=name, exchange=self.exchange, routing_key=pattern)
+        if self.dead_letter_queue:
+            channel.queue_declare(queue=self.dead_letter_queue, durable=True)
+        channel.basic_qos(prefetch_count=self._prefetch)
+        channel.basic_consume(queue=name, on_message_callback=self._on_message)
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        with self._lock:
+            self._counts["received"] += 1
+        try:
+            event = decode(body)
+        except MalformedEvent as error:
+            self._dead_letter(channel, method, properties, body, str(error))
+            channel.basic_ack(method.delivery_tag)
+            return
+        if event.id in self._seen:
+            with self._lock:
+                self._counts["duplicates"] += 1
+            channel.basic_ack(method.delivery_tag)
+            return
+        try:
+            self._bus.post(event)
+        except BusClosed:
+            logger.warning("AMQP consumer %s: the bus is closed; stopping", self.queue)
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            self._stopped.set()
+            channel.stop_consuming()
+            return
+        self._remember(event.id)
+        with self._lock:
+            self._counts["delivered"] += 1
+        channel.basic_ack(method.delivery_tag)
+
+    def _remember(self, event_id: str) -> None:
+        if not self._window:
+            return
+        self._seen.add(event_id)
+        self._order.append(event_id)
+        if len(self._order) > self._window:
+            self._seen.discard(self._order.popleft())
+
+    def _dead_letter(self, channel: Any, method: Any, properties: Any, body: bytes,
+                     reason: str) -> None:
+        with self._lock:
+            self._counts["dead_lettered"] += 1
+        logger.warning("AMQP consumer %s: malformed message (routing key %s): %s",
+                       self.queue, method.routing_key, reason)
+        if not self.dead_letter_queue:
+            return
+        headers = dict(properties.headers or {})
+        headers.update({"x-fsmc-error": reason, "x-fsmc-routing-key": method.routing_key,
+                        "x-fsmc-exchange": method.exchange})
+        channel.basic_publish("", self.dead_letter_queue, body, pika.BasicProperties(
+            content_type=properties.content_type, message_id=properties.message_id,
+            delivery_mode=2, headers=headers))
+
+
+def declare_queue(url: str, queue: str, bindings: Iterable[str] = ("#",),
+                  exchange: str = "fsmc.events") -> None:
+    """Declare the durable exchange and the durable `queue` bound with `bindings`, now (it
+    waits on the broker): events published from then on wait in the queue for a consumer that
+    starts later."""
+    patterns = [validate_pattern(pattern) for pattern in bindings]
+    connection = pika.BlockingConnection(parameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(queue=queue, durable=True)
+        for pattern in patterns:
+            channel.queue_bind(queue=queue, exchange=exchange, routing_key=pattern)
+    finally:
+        connection.close()
