@@ -5,6 +5,7 @@
     python -m bench --quick         # under a minute; writes files only when asked
     python -m bench --only bus --only async --json out.json
     python -m bench --store         # also run `python -m bench.store` (persisted transitions)
+    python -m bench --amqp          # also run `python -m bench.amqp` (RabbitMQ publisher)
 
 Cases: transition (1), memory (2), bus (3), async (4), compile (5). The table and the target
 verdicts are printed; the exit status is 0 whatever the verdicts (a benchmark reports, it does
@@ -35,24 +36,27 @@ CASES = {
 }
 
 
-def run_store(quick: bool) -> Section:
-    """`bench/store.py` (persisted transitions) when it exists, in a subprocess: its own
-    baselines, its own output, shown as is."""
-    section = Section("store", "6. Persisted transitions (python -m bench.store)")
-    if not (HERE / "store.py").exists():
-        section.notes.append("bench/store.py is not there; skipped")
-        return section
-    command = [sys.executable, "-m", "bench.store", *(["--quick"] if quick else [])]
+# Benchmarks that need a server run in a subprocess with their own baselines and output,
+# shown as is: flag → (module, section title).
+EXTERNAL = {
+    "store": ("bench.store", "6. Persisted transitions (python -m bench.store)"),
+    "amqp": ("bench.amqp", "7. Broker: confirmed events/s (python -m bench.amqp)"),
+}
+
+
+def run_external(name: str, quick: bool) -> Section:
+    module, title = EXTERNAL[name]
+    section = Section(name, title)
+    command = [sys.executable, "-m", module, *(["--quick"] if quick else [])]
     try:
         done = subprocess.run(command, cwd=HERE.parent, capture_output=True, text=True,
                               timeout=900, check=False)
     except subprocess.TimeoutExpired:
-        section.notes.append("python -m bench.store timed out after 900 s")
+        section.notes.append(f"python -m {module} timed out after 900 s")
         return section
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        section.notes.append(f"python -m bench.store failed (exit {done.returncode}): "
-                             f"{tail[0]}")
+        section.notes.append(f"python -m {module} failed (exit {done.returncode}): {tail[0]}")
     else:
         section.raw = done.stdout.rstrip()
     return section
@@ -67,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the Markdown report here")
     parser.add_argument("--store", action="store_true",
-                        help="also run bench/store.py, if present (persisted transitions)")
+                        help="also run bench/store.py (persisted transitions)")
+    parser.add_argument("--amqp", action="store_true",
+                        help="also run bench/amqp.py (RabbitMQ publisher vs raw pika)")
     args = parser.parse_args(argv)
     settings = Settings.make(args.quick)
     env = environment(settings)
@@ -86,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         section.seconds = time.perf_counter() - start
         sections.append(section)
-    if args.store:
-        print("running store...", flush=True)
-        start = time.perf_counter()
-        sections.append(run_store(args.quick))
-        sections[-1].seconds = time.perf_counter() - start
+    for name in EXTERNAL:
+        if getattr(args, name):
+            print(f"running {name}...", flush=True)
+            start = time.perf_counter()
+            sections.append(run_external(name, args.quick))
+            sections[-1].seconds = time.perf_counter() - start
     env["load_average_at_end"] = load_average()
     print(text_table(sections))
     json_path, md_path = args.json, args.markdown

@@ -292,7 +292,8 @@ class AmqpPublisher:
                 self._on_confirm, callback=lambda _frame: self._on_ready(channel)))
 
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
-        logger.warning("AMQP publisher: channel closed: %s", reason)
+        logger.log(logging.DEBUG if self._stopped.is_set() else logging.WARNING,
+                   "AMQP publisher: channel closed: %s", reason)
         connection = channel.connection
         if connection.is_open:
             connection.close()
