@@ -274,3 +274,37 @@ def shared() -> Server:
     elif not _shared.running():
         _shared.start_node()
     return _shared
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.rabbit [--url-file FILE]`: run a private broker until Ctrl-C (or
+    SIGTERM), printing its URL (and writing it to FILE), e.g. for `fsmc demo --amqp`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.rabbit", description=main.__doc__)
+    parser.add_argument("--url-file", type=Path, help="write the broker's URL here")
+    args = parser.parse_args(argv)
+    reason = available()
+    if reason is not None:
+        print(f"tests.rabbit: {reason}")
+        return 2
+    server = start()
+    stop = [False]
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
+    try:
+        print(f"RabbitMQ at {server.url} (Ctrl-C stops it)", flush=True)
+        if args.url_file:
+            args.url_file.write_text(server.url + "\n")
+        while not stop[0]:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        if args.url_file:
+            args.url_file.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
