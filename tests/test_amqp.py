@@ -420,3 +420,30 @@ def test_the_broker_page_examples_run(broker: rabbit.Server,
     for block in blocks:
         exec(compile(block, "docs/broker.md", "exec", dont_inherit=True), namespace)
     assert len(namespace["seen"]) == 2
+
+
+def test_a_broker_that_hangs_is_left_and_the_events_resent(
+        broker: rabbit.Server, exchange: str, closing: list[Any]) -> None:
+    """A frozen broker keeps the socket open and confirms nothing: after `confirm_timeout`
+    the publisher gives the connection up and, once the broker answers again, resends."""
+    import os
+    import signal
+
+    consumer, collector = consume(broker, exchange)
+    publisher = AmqpPublisher(broker.url, exchange, confirm_timeout=1.0)
+    closing += [consumer, publisher]
+    assert publisher.wait_connected(30)
+    vm = int(Path(broker.env["RABBITMQ_PID_FILE"]).read_text().split()[0])
+    os.kill(vm, signal.SIGSTOP)
+    try:
+        sent = [event(i) for i in range(200)]
+        for each in sent:
+            publisher(each)
+        deadline = time.monotonic() + 20
+        while publisher.stats()["stalls"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert publisher.stats()["stalls"] >= 1
+    finally:
+        os.kill(vm, signal.SIGCONT)
+    publisher.close(timeout=60)
+    assert {e.id for e in collector.wait_for(200)} == {e.id for e in sent}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,14 +56,16 @@ class AmqpPublisher:
     def __init__(self, url: str, exchange: str = "fsmc.events", *, source: str = "fsmc",
                  buffer: int = 10_000, block_timeout: float = 5.0,
                  spill_path: str | Path | None = None, max_in_flight: int = 2_000,
-                 reconnect_delay: float = 0.1, max_reconnect_delay: float = 5.0) -> None:
+                 reconnect_delay: float = 0.1, max_reconnect_delay: float = 5.0,
+                 confirm_timeout: float = 15.0) -> None:
         if not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be a positive int, not {buffer!r}")
         if not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ValueError(f"max_in_flight must be a positive int, not {max_in_flight!r}")
-        if block_timeout < 0 or reconnect_delay <= 0 or max_reconnect_delay < reconnect_delay:
-            raise ValueError("block_timeout must be >= 0 and 0 < reconnect_delay <= "
-                             "max_reconnect_delay")
+        if block_timeout < 0 or reconnect_delay <= 0 or max_reconnect_delay < reconnect_delay \
+                or confirm_timeout <= 0:
+            raise ValueError("block_timeout must be >= 0, confirm_timeout > 0 and "
+                             "0 < reconnect_delay <= max_reconnect_delay")
         self._parameters = parameters(url)
         self.url = url
         self.exchange = exchange
@@ -71,6 +74,8 @@ class AmqpPublisher:
         self.block_timeout = block_timeout
         self.max_in_flight = max_in_flight
         self._delays = (reconnect_delay, max_reconnect_delay)
+        self.confirm_timeout = confirm_timeout
+        self._progress = 0.0  # when a confirm last arrived (or the window started filling)
         self._cond = threading.Condition(threading.Lock())
         self._pending: deque[StateChanged | Outgoing] = deque()
         self._unconfirmed: OrderedDict[int, Outgoing] = OrderedDict()
@@ -83,7 +88,7 @@ class AmqpPublisher:
         self._stopped = threading.Event()
         self._counts = dict.fromkeys(("accepted", "confirmed", "spilled", "overflowed",
                                       "failed", "resent", "nacked", "replayed",
-                                      "unreadable", "connects"), 0)
+                                      "unreadable", "connects", "stalls"), 0)
         self._spill = SpillFile(spill_path) if spill_path is not None else None
         self._replay: Iterator[Outgoing | str] | None = None
         self._replay_inherited = bool(self._spill and self._spill.adopt_previous())
@@ -166,7 +171,8 @@ class AmqpPublisher:
         """Counters: `accepted`, `confirmed`, `spilled`, `overflowed` (counted, not sent),
         `failed` (could not be encoded), `resent` (published again after a reconnect or a
         nack), `nacked`, `replayed` (confirmed from a previous process's spill file),
-        `unreadable` (spill lines skipped), `connects`; and `pending` / `in_flight` now."""
+        `unreadable` (spill lines skipped), `connects`, `stalls` (connections dropped for
+        confirming nothing in `confirm_timeout`); and `pending` / `in_flight` now."""
         with self._cond:
             return {**self._counts, "pending": len(self._pending),
                     "in_flight": len(self._unconfirmed)}
@@ -185,6 +191,9 @@ class AmqpPublisher:
             self._cond.notify_all()
             self._cond.wait_for(self._idle, timeout)
             self._stopped.set()
+            state = (f"at close: {len(self._pending) + len(self._in_transit)} not sent, "
+                     f"{len(self._unconfirmed)} sent and not confirmed, "
+                     f"{'connected' if self._channel is not None else 'not connected'}")
             leftovers = [*self._in_transit, *self._pending, *self._unconfirmed.values()]
             self._pending.clear()
             self._unconfirmed.clear()
@@ -192,7 +201,7 @@ class AmqpPublisher:
         if connection is not None:
             self._wake_close(connection)
         self._thread.join(timeout=10)
-        self._finish(leftovers)
+        self._finish(leftovers, state)
 
     def _idle(self) -> bool:
         return not self._pending and not self._unconfirmed and not (
@@ -210,7 +219,7 @@ class AmqpPublisher:
         except Exception:
             logger.debug("AMQP publisher: connection already gone at close", exc_info=True)
 
-    def _finish(self, leftovers: list[StateChanged | Outgoing]) -> None:
+    def _finish(self, leftovers: list[StateChanged | Outgoing], state: str) -> None:
         for item in leftovers:
             if isinstance(item, StateChanged):
                 try:
@@ -232,7 +241,7 @@ class AmqpPublisher:
         raise DeliveryError(
             f"AMQP publisher to {self.exchange}: {undelivered} of {counts['accepted']} accepted "
             f"events were not confirmed by the broker ({counts['overflowed']} overflowed the "
-            f"buffer, {counts['failed']} could not be encoded){where}",
+            f"buffer, {counts['failed']} could not be encoded; {state}){where}",
             undelivered=undelivered, spilled=waiting if self._spill is not None else 0)
 
     # -- the I/O thread ---------------------------------------------------------------------
@@ -240,16 +249,23 @@ class AmqpPublisher:
     def _run(self) -> None:
         delay = self._delays[0]
         while not self._stopped.is_set():
-            connection = pika.SelectConnection(
-                self._parameters, on_open_callback=self._on_open,
-                on_open_error_callback=self._on_open_error,
-                on_close_callback=self._on_closed)
-            with self._cond:
-                self._connection = connection
             try:
-                connection.ioloop.start()
-            except Exception:
-                logger.exception("AMQP publisher: I/O loop failed")
+                connection = pika.SelectConnection(
+                    self._parameters, on_open_callback=self._on_open,
+                    on_open_error_callback=self._on_open_error,
+                    on_close_callback=self._on_closed)
+            except Exception:  # nothing sent yet: try again later
+                logger.exception("AMQP publisher: cannot set up a connection")
+                connection = None
+            with self._cond:
+                if self._stopped.is_set():  # `close` saw no connection to stop: none runs
+                    break
+                self._connection = connection
+            if connection is not None:
+                try:
+                    connection.ioloop.start()
+                except Exception:
+                    logger.exception("AMQP publisher: I/O loop failed")
             with self._cond:
                 opened = self._channel is not None  # it worked: retry soon
                 self._connection = self._channel = None
@@ -270,7 +286,18 @@ class AmqpPublisher:
         self._cond.notify_all()
 
     def _on_open(self, connection: Any) -> None:
+        if self._stopped.is_set():
+            connection.close()
+            return
         connection.channel(on_open_callback=self._on_channel)
+        connection.ioloop.call_later(self.confirm_timeout, lambda: self._check_ready(connection))
+
+    def _check_ready(self, connection: Any) -> None:
+        """A connection whose channel is not ready in `confirm_timeout` is given up."""
+        if self._channel is None and connection.is_open:
+            logger.warning("AMQP publisher: no channel after %.0f s; reconnecting",
+                           self.confirm_timeout)
+            connection.close()
 
     def _on_open_error(self, connection: Any, error: BaseException) -> None:
         self._failures += 1
@@ -307,7 +334,28 @@ class AmqpPublisher:
             self._cond.notify_all()
         logger.info("AMQP publisher: connected to %s, exchange %s", redacted(self.url),
                     self.exchange)
+        self._progress = time.monotonic()
+        channel.connection.ioloop.call_later(1.0, lambda: self._watch(channel))
         self._drain()
+
+    def _watch(self, channel: Any) -> None:
+        """Every second on the I/O thread: a connection that holds unconfirmed messages and
+        has confirmed nothing for `confirm_timeout` seconds is treated as broken (a broker
+        can keep a socket open while it shuts down): closed, so its messages are resent on
+        a new one."""
+        if channel is not self._channel:
+            return
+        with self._cond:
+            stalled = bool(self._unconfirmed) and \
+                time.monotonic() - self._progress > self.confirm_timeout
+            if stalled:
+                self._counts["stalls"] += 1
+        if stalled:
+            logger.warning("AMQP publisher: no confirm for %.0f s with %d messages in flight; "
+                           "reconnecting", self.confirm_timeout, len(self._unconfirmed))
+            channel.connection.close()
+            return
+        channel.connection.ioloop.call_later(1.0, lambda: self._watch(channel))
 
     def _drain(self) -> None:
         """Publish what waits, up to the in-flight window (on the I/O thread)."""
@@ -329,6 +377,8 @@ class AmqpPublisher:
             self._in_transit = []
             if self._stopped.is_set():  # `close` took them over
                 return
+            if not self._unconfirmed:
+                self._progress = time.monotonic()
             first = self._next_tag
             self._next_tag += len(messages)
             self._unconfirmed.update(zip(range(first, first + len(messages)), messages,
@@ -396,6 +446,7 @@ class AmqpPublisher:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         with self._cond:
+            self._progress = time.monotonic()
             if method.multiple:
                 done = []
                 while self._unconfirmed and next(iter(self._unconfirmed)) <= method.delivery_tag:
