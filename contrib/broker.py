@@ -89,6 +89,6 @@ def bill(url: str, db: Path, *, queue: str = BILLING_QUEUE, exchange: str = "fsm
             elif idle is not None and seen and time.monotonic() - last >= idle:
                 break
     finally:
-        consumer.close()
+        consumer.close(timeout=60)  # before the meter: nothing is posted to a closed meter
         meter.close()
     return {**consumer.stats(), "recorded": meter.stats()["recorded"]}

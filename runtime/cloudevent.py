@@ -26,6 +26,7 @@ CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPE = "fsmc.StateChanged"
 SPEC_VERSION = "1.0"
 _REQUIRED = ("specversion", "id", "source", "type", "data")
+_JSON_NAMES = {str: "string", list: "array", dict: "object"}
 
 
 class MalformedEvent(FsmcError):
@@ -71,6 +72,10 @@ def decode(body: bytes | str) -> StateChanged:
     data = message["data"]
     if not isinstance(data, dict):
         raise MalformedEvent("data is not a JSON object")
+    for name, kind in (("time", str), ("tags", list), ("payload", dict)):
+        if name in data and not isinstance(data[name], kind):
+            raise MalformedEvent(f"bad StateChanged data: {name} is not a JSON "
+                                 f"{_JSON_NAMES[kind]}")
     if data.get("id") != message["id"]:
         raise MalformedEvent(f"data.id {data.get('id')!r} differs from id {message['id']!r}")
     try:

@@ -447,3 +447,70 @@ def test_a_broker_that_hangs_is_left_and_the_events_resent(
         os.kill(vm, signal.SIGCONT)
     publisher.close(timeout=60)
     assert {e.id for e in collector.wait_for(200)} == {e.id for e in sent}
+
+
+def test_an_event_amqp_cannot_carry_is_reported_and_the_others_still_arrive(
+        broker: rabbit.Server, exchange: str, closing: list[Any]) -> None:
+    consumer, collector = consume(broker, exchange)
+    publisher = AmqpPublisher(broker.url, exchange)
+    closing += [consumer, publisher]
+    sent = [event(i) for i in range(30)]
+    sent[5] = StateChanged("VirtualMachine", "vm-5", "StartRequested", "Stopped", "Starting",
+                           (), {}, id="x" * 300)  # message ids are AMQP short strings
+    for each in sent:
+        publisher(each)
+    with pytest.raises(DeliveryError, match=r"1 of 30 .* 1 could not be encoded") as caught:
+        publisher.close(timeout=30)
+    assert caught.value.undelivered == 1
+    expected = [e.id for e in sent if e is not sent[5]]
+    assert [e.id for e in collector.wait_for(29)] == expected
+
+
+def test_events_that_waited_for_room_are_sent(broker: rabbit.Server, exchange: str,
+                                             closing: list[Any]) -> None:
+    consumer, collector = consume(broker, exchange)
+    publisher = AmqpPublisher(broker.url, exchange, buffer=5, block_timeout=5)
+    closing += [consumer, publisher]
+    assert publisher.wait_connected(30)
+    sent = [event(i) for i in range(40)]
+    for each in sent:
+        publisher(each)
+    publisher.close(timeout=30)
+    assert publisher.stats()["overflowed"] == 0
+    assert [e.id for e in collector.wait_for(40)] == [e.id for e in sent]
+
+
+def test_spilled_events_are_replayed_while_connected_with_a_small_window(
+        broker: rabbit.Server, exchange: str, tmp_path: Path, closing: list[Any]) -> None:
+    consumer, collector = consume(broker, exchange)
+    closing.append(consumer)
+    broker.stop_node()
+    try:
+        publisher = AmqpPublisher(broker.url, exchange, buffer=10, max_in_flight=10,
+                                  block_timeout=0.05, spill_path=tmp_path / "s.jsonl",
+                                  reconnect_delay=0.05, max_reconnect_delay=0.5)
+        closing.append(publisher)
+        sent = [event(i) for i in range(30)]
+        for each in sent:
+            publisher(each)
+        assert publisher.stats()["spilled"] == 20
+    finally:
+        broker.start_node()
+    publisher.close(timeout=60)
+    assert {e.id for e in collector.wait_for(30)} == {e.id for e in sent}
+
+
+def test_a_torn_line_left_by_a_crash_does_not_swallow_the_next_event(tmp_path: Path) -> None:
+    from fsmc.runtime.amqp.message import outgoing
+    from fsmc.runtime.amqp.spill import SpillFile, read_messages
+
+    path = tmp_path / "events.jsonl"
+    good = [outgoing(event(i), "fsmc") for i in range(2)]
+    path.with_name("events.jsonl.replay").write_bytes(good[0].body + b"\n" +
+                                                      good[1].body[:40])  # torn by a crash
+    path.write_bytes(good[1].body + b"\n")
+    spill = SpillFile(path)
+    assert spill.adopt_previous()
+    found = list(read_messages(spill.replay_path))
+    assert [item.id for item in found if not isinstance(item, str)] == [good[0].id, good[1].id]
+    assert len([item for item in found if isinstance(item, str)]) == 1

@@ -85,8 +85,10 @@ def test_bad_event_data_is_refused() -> None:
     message = envelope(sample(), "fsmc")
     for field, value, reason in [("machine", 5, "machine must be a non-empty string"),
                                  ("time", "yesterday", "bad StateChanged data"),
+                                 ("time", None, "time is not a JSON string"),
                                  ("tags", [1], "tags must be strings"),
-                                 ("payload", None, "bad StateChanged data")]:
+                                 ("tags", "abc", "tags is not a JSON array"),
+                                 ("payload", None, "payload is not a JSON object")]:
         broken = json.loads(json.dumps(message))
         broken["data"][field] = value
         if field == "machine":

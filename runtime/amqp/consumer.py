@@ -151,6 +151,7 @@ class AmqpConsumer:
             channel.queue_bind(queue=name, exchange=self.exchange, routing_key=pattern)
         if self.dead_letter_queue:
             channel.queue_declare(queue=self.dead_letter_queue, durable=True)
+            channel.confirm_delivery()  # a dead letter is confirmed before its original is acked
         channel.basic_qos(prefetch_count=self._prefetch)
         channel.basic_consume(queue=name, on_message_callback=self._on_message)
 
@@ -175,6 +176,11 @@ class AmqpConsumer:
             channel.basic_nack(method.delivery_tag, requeue=True)
             self._stopped.set()
             channel.stop_consuming()
+            return
+        except Exception:  # the bus itself failed (its subscribers' errors never get here)
+            logger.exception("AMQP consumer %s: posting %s failed; the message goes back to "
+                             "the queue", self.queue, event.id)
+            channel.basic_nack(method.delivery_tag, requeue=True)
             return
         self._remember(event.id)
         with self._lock:

@@ -21,14 +21,28 @@ class Outgoing(NamedTuple):
     replayed: bool = False  # read back from the spill file
 
 
+# AMQP short strings (routing keys, message ids) hold at most 255 bytes.
+_SHORT_STRING = 255
+
+
 def outgoing(event: StateChanged, source: str) -> Outgoing:
-    return Outgoing(event.topic, encode(event, source), event.id)
+    """`event` ready to publish; `ValueError` if AMQP cannot carry its topic or id."""
+    return _checked(Outgoing(event.topic, encode(event, source), event.id))
 
 
 def outgoing_from_body(body: bytes, *, replayed: bool = True) -> Outgoing:
     """An `Outgoing` rebuilt from its body (as stored in the spill file)."""
     message: dict[str, Any] = json.loads(body)
-    return Outgoing(message["data"]["topic"], body, message["id"], replayed)
+    return _checked(Outgoing(message["data"]["topic"], body, message["id"], replayed))
+
+
+def _checked(message: Outgoing) -> Outgoing:
+    for name in ("routing_key", "id"):
+        value = getattr(message, name)
+        if not isinstance(value, str) or len(value.encode("utf-8")) > _SHORT_STRING:
+            raise ValueError(f"{name} must be text of at most {_SHORT_STRING} bytes in UTF-8, "
+                             f"not {value!r:.80}")
+    return message
 
 
 def properties(message: Outgoing) -> Any:

@@ -41,6 +41,8 @@ class SpillFile:
         if _has_data(self.path):
             if self.replay_path.exists():
                 with self.replay_path.open("ab") as replay, self.path.open("rb") as left:
+                    if replay.tell() and not _ends_with_newline(self.replay_path):
+                        replay.write(b"\n")  # a torn last line must not swallow the next
                     shutil.copyfileobj(left, replay)
                     replay.flush()
                     os.fsync(replay.fileno())
@@ -54,6 +56,8 @@ class SpillFile:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self.path.open("ab")
+            if self._writer.tell() and not _ends_with_newline(self.path):
+                self._writer.write(b"\n")
         self._writer.write(message.body + b"\n")
         self._writer.flush()
         self._unreplayed = True
@@ -89,6 +93,12 @@ class SpillFile:
         with contextlib.suppress(FileNotFoundError):
             self.replay_path.unlink()
         self._replaying = False
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _has_data(path: Path) -> bool:
