@@ -443,6 +443,10 @@ def test_a_broker_that_hangs_is_left_and_the_events_resent(
         while publisher.stats()["stalls"] == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert publisher.stats()["stalls"] >= 1
+        deadline = time.monotonic() + 10  # the frozen broker never answers the close:
+        while publisher.stats()["resent"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the socket is dropped after a grace, the messages requeued
+        assert publisher.stats()["resent"] == 200
     finally:
         os.kill(vm, signal.SIGCONT)
     publisher.close(timeout=60)
