@@ -76,6 +76,24 @@ def event(index: int, machine: str = "VirtualMachine", old: str = "Stopped",
                         {"account": "acme", "n": index})
 
 
+def publish_during_outage(broker: rabbit.Server, exchange: str, count: int,
+                          closing: list[Any], **options: Any) -> tuple[AmqpPublisher,
+                                                                      list[StateChanged]]:
+    """With the broker stopped: a new publisher (reconnecting quickly) takes `count` events;
+    the broker is started again before this returns."""
+    broker.stop_node()
+    try:
+        publisher = AmqpPublisher(broker.url, exchange, reconnect_delay=0.05,
+                                  max_reconnect_delay=0.5, **options)
+        closing.append(publisher)
+        sent = [event(i) for i in range(count)]
+        for each in sent:
+            publisher(each)
+        return publisher, sent
+    finally:
+        broker.start_node()
+
+
 @pytest.fixture
 def closing() -> Iterator[list[Any]]:
     """Things to close at the end of a test whatever happens."""
@@ -190,17 +208,8 @@ def test_events_buffered_while_the_broker_is_away_arrive_after_it_returns(
         broker: rabbit.Server, exchange: str, closing: list[Any]) -> None:
     consumer, collector = consume(broker, exchange)
     closing.append(consumer)
-    broker.stop_node()
-    try:
-        publisher = AmqpPublisher(broker.url, exchange, reconnect_delay=0.05,
-                                  max_reconnect_delay=0.5)
-        closing.append(publisher)
-        sent = [event(i) for i in range(300)]
-        for each in sent:
-            publisher(each)
-        assert publisher.stats()["pending"] == 300
-    finally:
-        broker.start_node()
+    publisher, sent = publish_during_outage(broker, exchange, 300, closing)
+    assert publisher.stats()["accepted"] == 300 and publisher.stats()["spilled"] == 0
     publisher.close(timeout=60)
     assert {e.id for e in collector.wait_for(300)} == {e.id for e in sent}
 
@@ -259,18 +268,9 @@ def test_spilled_events_are_replayed_by_the_same_publisher_once_connected(
     spill = tmp_path / "events.jsonl"
     consumer, collector = consume(broker, exchange)
     closing.append(consumer)
-    broker.stop_node()
-    try:
-        publisher = AmqpPublisher(broker.url, exchange, buffer=50, block_timeout=0.05,
-                                  spill_path=spill, reconnect_delay=0.05,
-                                  max_reconnect_delay=0.5)
-        closing.append(publisher)
-        sent = [event(i) for i in range(200)]
-        for each in sent:
-            publisher(each)
-        assert publisher.stats()["spilled"] == 150
-    finally:
-        broker.start_node()
+    publisher, sent = publish_during_outage(broker, exchange, 200, closing, buffer=50,
+                                            block_timeout=0.05, spill_path=spill)
+    assert publisher.stats()["spilled"] == 150
     publisher.close(timeout=60)
     stats = publisher.stats()
     assert (stats["confirmed"], stats["replayed"]) == (200, 0)
@@ -488,18 +488,10 @@ def test_spilled_events_are_replayed_while_connected_with_a_small_window(
         broker: rabbit.Server, exchange: str, tmp_path: Path, closing: list[Any]) -> None:
     consumer, collector = consume(broker, exchange)
     closing.append(consumer)
-    broker.stop_node()
-    try:
-        publisher = AmqpPublisher(broker.url, exchange, buffer=10, max_in_flight=10,
-                                  block_timeout=0.05, spill_path=tmp_path / "s.jsonl",
-                                  reconnect_delay=0.05, max_reconnect_delay=0.5)
-        closing.append(publisher)
-        sent = [event(i) for i in range(30)]
-        for each in sent:
-            publisher(each)
-        assert publisher.stats()["spilled"] == 20
-    finally:
-        broker.start_node()
+    publisher, sent = publish_during_outage(broker, exchange, 30, closing, buffer=10,
+                                            max_in_flight=10, block_timeout=0.05,
+                                            spill_path=tmp_path / "s.jsonl")
+    assert publisher.stats()["spilled"] == 20
     publisher.close(timeout=60)
     assert {e.id for e in collector.wait_for(30)} == {e.id for e in sent}
 
