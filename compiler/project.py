@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsmc.dsl.diagnostics import Diagnostic, Severity, sorted_diagnostics
 from fsmc.dsl.loader import LoadResult, SpecError, load_path, paused_gc
 from fsmc.dsl.model import SpecFile
+from fsmc.dsl.spans import SourceText
 
 from .analyses import analyse
 from .parallel import parallel_map
@@ -41,15 +42,18 @@ def discover(arguments: Sequence[str | Path]) -> list[Path]:
 
 @dataclass(frozen=True)
 class Project:
-    """Everything `fsmc check` learnt about a set of files."""
+    """Everything a check learnt about a set of files: their diagnostics, their texts (to quote
+    in reports) and, when the check kept them, their models.
 
-    results: tuple[LoadResult, ...]
+    `check` keeps the models of the files that parsed (`render`, `review` and the tests read
+    them); `fsmc check` and `fsmc build` leave them in the worker processes that loaded them
+    (`pipeline.py`), so their projects have no `specs`."""
+
+    paths: tuple[str, ...]
     diagnostics: tuple[Diagnostic, ...]
     strict: bool = False
-
-    @property
-    def specs(self) -> list[SpecFile]:
-        return [r.spec for r in self.results if r.spec is not None]
+    specs: tuple[SpecFile, ...] = ()
+    sources: Mapping[str, SourceText] = field(default_factory=dict)
 
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if self.severity(d) is Severity.ERROR]
@@ -65,18 +69,24 @@ class Project:
         return {d.span.path for d in self.errors()}
 
 
+def is_clean(result: LoadResult) -> bool:
+    """Whether the semantic rules run on a file: it parsed without errors. (A file whose syntax
+    is broken would only produce follow-on noise.)"""
+    return result.spec is not None and not any(d.is_error for d in result.diagnostics)
+
+
 def check(arguments: Sequence[str | Path], *, strict: bool = False) -> Project:
-    """Load and analyse every spec named by `arguments`."""
+    """Load and analyse every spec named by `arguments`, keeping the models."""
     results = tuple(parallel_map(load_path, discover(arguments)))
     return check_results(results, strict=strict)
 
 
 def check_results(results: Sequence[LoadResult], *, strict: bool = False) -> Project:
     diagnostics = [d for result in results for d in result.diagnostics]
-    # Semantic rules run only on files that parsed; a file whose syntax is broken would only
-    # produce follow-on noise.
-    clean = [r.spec for r in results if r.spec is not None and not any(
-        d.is_error for d in r.diagnostics)]
+    parsed = [(r.path, r.spec) for r in results if r.spec is not None]
+    clean = [r.spec for r in results if r.spec is not None and is_clean(r)]
     with paused_gc():
         diagnostics.extend(analyse(clean))
-    return Project(tuple(results), tuple(sorted_diagnostics(diagnostics)), strict)
+    return Project(tuple(r.path for r in results), tuple(sorted_diagnostics(diagnostics)),
+                   strict, tuple(spec for _, spec in parsed),
+                   {path: spec.source for path, spec in parsed})

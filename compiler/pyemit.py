@@ -13,7 +13,7 @@ import keyword
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import jinja2
 from fsmc.dsl.loader import paused_gc
@@ -215,13 +215,17 @@ def _allowed(machine: Machine, events: Sequence[str]) -> tuple[AllowedView, ...]
 
 # -- rendering ------------------------------------------------------------------------------
 
+# `json.dumps(text, ensure_ascii=False)` without building an encoder on every call.
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def pyliteral(value: object) -> str:
     """A Python literal for str / None / bool / int / tuple of those. Strings are written
     double-quoted with every special character escaped, so no text can escape the literal."""
     if value is None or isinstance(value, bool | int):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _json_string(value)
     if isinstance(value, tuple):
         items = [pyliteral(v) for v in value]
         return "(" + (items[0] + "," if len(items) == 1 else ", ".join(items)) + ")"
@@ -231,15 +235,20 @@ def pyliteral(value: object) -> str:
 def ident(value: object) -> str:
     """A name that is written as code: it must be a plain identifier and not a keyword."""
     text = str(value)
-    if not is_identifier(text) or keyword.iskeyword(text):
+    if not _is_plain_name(text):
         raise EmitError(f"{text!r} cannot be written as a Python name")
     return text
+
+
+@lru_cache(maxsize=4096)  # a module writes each name many times
+def _is_plain_name(text: str) -> bool:
+    return is_identifier(text) and not keyword.iskeyword(text)
 
 
 def docstring(value: object, indent: int = 4) -> str:
     """A triple-quoted docstring when the text is plain, else a safe literal (`pyliteral`)."""
     text = str(value)
-    plain = all(c == "\n" or c.isprintable() for c in text) and "\\" not in text
+    plain = text.replace("\n", "").isprintable() and "\\" not in text
     if not plain or '"""' in text or text.endswith('"') or not text.strip():
         return pyliteral(text)
     lines = text.split("\n")
@@ -265,10 +274,15 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def template() -> jinja2.Template:
+    """The module template, compiled on first use in each process (a build compiles it before
+    it forks its workers, so that they share it)."""
+    return environment().get_template("module.py.j2")
+
+
 def render_module(view: ModuleView, version: str) -> str:
     with paused_gc():
-        text = environment().get_template("module.py.j2").render(module=view, version=version)
-        return _fit_lines(text)
+        return _fit_lines(template().render(module=view, version=version))
 
 
 _NOQA = "  # noqa: E501"

@@ -190,3 +190,14 @@ def test_interrupted_write_leaves_no_partial_module(tmp_path: Path,
     assert main(["build", str(spec), "-o", str(out)]) == 130
     assert (out / "door.py").read_bytes() == before
     assert [p.name for p in out.rglob("*") if p.name.startswith(".")] == []
+
+
+def test_generated_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import stat
+
+    spec = ROOT / "specs" / "nic.fsm"
+    assert main(["build", str(spec), "-o", str(tmp_path / "out"), "--no-svg"]) == 0
+    mask = os.umask(0o022)
+    os.umask(mask)
+    module = tmp_path / "out" / "nic.py"
+    assert stat.S_IMODE(module.stat().st_mode) == 0o666 & ~mask

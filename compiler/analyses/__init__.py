@@ -1,7 +1,8 @@
 """The analyses: pure functions from the model to diagnostics, one rule (one code) each.
 
-`analyse(specs)` runs every rule over every machine, plus the rules that look across files,
-and returns all findings sorted by file and position.
+`analyse(specs)` runs every rule over every machine, plus the rules that look across files.
+The two halves also run apart: `analyse_spec` needs one file only (so a build runs it in the
+worker process that loaded the file) and `analyse_across` needs only the machines' names.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from fsmc.dsl.diagnostics import Diagnostic
-from fsmc.dsl.model import Machine, SpecFile
+from fsmc.dsl.model import Machine, Name, SpecFile
 
 from .codegen import generated_name_collisions
 from .declarations import (
@@ -62,11 +63,23 @@ def analyse_machine(machine: Machine) -> list[Diagnostic]:
     return found
 
 
+def analyse_spec(spec: SpecFile) -> list[Diagnostic]:
+    """Every machine rule over every machine of one file."""
+    return [d for machine in spec.machines for d in analyse_machine(machine)]
+
+
+def analyse_across(machines: Iterable[Name]) -> list[Diagnostic]:
+    """The rules that look across files, given the names of the machines of every file
+    checked, in file order."""
+    return list(duplicate_machines(machines))
+
+
 def analyse(specs: Sequence[SpecFile]) -> list[Diagnostic]:
     """Every rule over every machine of `specs`, plus the cross-file rules."""
-    found = [d for spec in specs for machine in spec.machines for d in analyse_machine(machine)]
-    found.extend(duplicate_machines(specs))
+    found = [d for spec in specs for d in analyse_spec(spec)]
+    found.extend(analyse_across(machine.name for spec in specs for machine in spec.machines))
     return found
 
 
-__all__ = ["MACHINE_RULES", "analyse", "analyse_machine", "did_you_mean", "state_graph"]
+__all__ = ["MACHINE_RULES", "analyse", "analyse_across", "analyse_machine", "analyse_spec",
+           "did_you_mean", "state_graph"]

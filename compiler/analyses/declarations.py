@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from fsmc.dsl.diagnostics import Diagnostic, make
-from fsmc.dsl.model import Machine, Name, SpecFile, StateKind
+from fsmc.dsl.model import Machine, Name, StateKind
 
 
 def did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
@@ -81,16 +81,15 @@ def initial_state(machine: Machine) -> Iterator[Diagnostic]:
                    "declare other starting states with `entry`")
 
 
-def duplicate_machines(specs: Sequence[SpecFile]) -> Iterator[Diagnostic]:
-    """E107: two machines with one name, in one file or across the files checked together."""
+def duplicate_machines(machines: Iterable[Name]) -> Iterator[Diagnostic]:
+    """E107: two machines with one name, in one file or across the files checked together
+    (`machines`: every machine's name, in file order)."""
     first: dict[str, Name] = {}
-    for spec in specs:
-        for machine in spec.machines:
-            name = machine.name
-            if name.text in first:
-                where = first[name.text].span
-                yield make("E107", name.span,
-                           f"machine `{name.text}` is already defined at {where.path}:{where.line}",
-                           "machine names become class names; give each one its own")
-            else:
-                first[name.text] = name
+    for name in machines:
+        if name.text in first:
+            where = first[name.text].span
+            yield make("E107", name.span,
+                       f"machine `{name.text}` is already defined at {where.path}:{where.line}",
+                       "machine names become class names; give each one its own")
+        else:
+            first[name.text] = name

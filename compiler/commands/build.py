@@ -6,13 +6,11 @@ import argparse
 import contextlib
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from fsmc.compiler.buildplan import plan, stale_files
+from fsmc.compiler.buildplan import check_and_emit, stale_files
 from fsmc.compiler.diagrams.render import MISSING_WARNING, build_svgs, orphan_svgs
-from fsmc.compiler.project import check
 
 from .common import add_check_options, report
 
@@ -49,13 +47,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    project = check(args.paths, strict=args.strict)
-    report(project, args, out)
-    if not project.ok:
+    build = check_and_emit(args.paths, strict=args.strict)
+    report(build.project, args, out)
+    if not build.project.ok:
         err.write("fsmc: nothing written: fix the errors above first\n")
         return 1
     out_dir = Path(args.out)
-    built = plan(project, out_dir)
+    built = build.plan()
     files = built.files
     stale = stale_files(out_dir, files)
     if args.check:
@@ -98,26 +96,36 @@ def _check_drift(out_dir: Path, files: dict[str, bytes], stale: list[str], err: 
     return 0
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # read it (there is no other way), then put it back
+    os.umask(mask)
+    return mask
+
+
+# What `open(path, "w")` would create: read-write for all, less the umask (taken at import,
+# while no other thread of fsmc runs).
+FILE_MODE = 0o666 & ~_umask()
+
+
 def _write_all(out_dir: Path, files: dict[str, bytes]) -> list[str]:
-    """Write every changed file (a few threads: the time goes to the file system, which
-    serves several requests at once while the GIL is released) and name them, sorted."""
+    """Write every changed file and name them, sorted. One thread: the time goes to the file
+    system creating and renaming files, and threads only contend for it (measured on ext4,
+    2,000 new files: 1.8 s from one thread, 1.9 s and 1.7 times the CPU from eight)."""
     for folder in {(out_dir / name).parent for name in files}:
         folder.mkdir(parents=True, exist_ok=True)
-    names = sorted(files)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        changed = list(pool.map(lambda name: _write_if_changed(out_dir / name, files[name]),
-                                names))
-    return [name for name, wrote in zip(names, changed, strict=True) if wrote]
+    return [name for name in sorted(files) if _write_if_changed(out_dir / name, files[name])]
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
     """Write atomically (a temporary file renamed over the target), so an interrupted build
-    never leaves a half-written module. Unchanged files are left alone."""
+    never leaves a half-written module. Unchanged files are left alone. The folder must
+    exist."""
     if path.exists() and path.read_bytes() == data:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600 files; generated code is for everyone
+            os.fchmod(descriptor, FILE_MODE)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)

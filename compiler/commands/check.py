@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from fsmc.compiler.project import check
+from fsmc.compiler.pipeline import check_files
 
 from .common import add_check_options, report
 
@@ -30,6 +30,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    project = check(args.paths, strict=args.strict)
+    project = check_files(args.paths, strict=args.strict)
     report(project, args, out)
     return 0 if project.ok else 1

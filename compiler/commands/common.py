@@ -34,8 +34,7 @@ def report(project: Project, args: argparse.Namespace, out: TextIO) -> None:
         return
     if not diagnostics:
         return
-    sources: dict[str, SourceText] = {
-        r.path: r.spec.source for r in project.results if r.spec is not None}
+    sources = dict(project.sources)
 
     def lookup(path: str) -> SourceText | None:
         if path not in sources:
@@ -44,7 +43,7 @@ def report(project: Project, args: argparse.Namespace, out: TextIO) -> None:
 
     out.write(render_text(diagnostics, project.severity, lookup,
                           colour=use_colour(args.color, out)) + "\n")
-    out.write(summary(diagnostics, project.severity, len(project.results)) + "\n")
+    out.write(summary(diagnostics, project.severity, len(project.paths)) + "\n")
 
 
 def _reread(path: str) -> SourceText:
