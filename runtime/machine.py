@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-import weakref
 from collections.abc import Awaitable
 from typing import Any, ClassVar, Generic, TypeVar
 
+from . import class_listeners
 from .dispatch import (
     _NO_HOOKS,
     Bus,
@@ -163,24 +163,11 @@ class Machine(Generic[S, E]):
     @classmethod
     def add_class_listener(cls, listener: TransitionListener | object) -> None:
         """Listen to every instance of this class (and of its subclasses)."""
-        if not any(existing is listener for existing in cls.__dict__.get(
-                "_own_class_listeners", ())):
-            cls._own_class_listeners = (*cls.__dict__.get("_own_class_listeners", ()), listener)
-            _refresh_class_hooks(cls)
-            if "_PLAIN" not in cls.__dict__ and cls not in _watched:
-                _watched.add(cls)
-                # A subclass (maybe made at run time) that dies with listeners must give the
-                # generated class its fast path back.
-                weakref.finalize(cls, _sync_fast_paths, cls.__mro__[1:])
+        class_listeners.add(cls, listener)
 
     @classmethod
     def remove_class_listener(cls, listener: TransitionListener | object) -> None:
-        own = cls.__dict__.get("_own_class_listeners", ())
-        remaining = tuple(o for o in own if o is not listener)
-        if len(remaining) == len(own):
-            raise ValueError(f"{listener!r} is not a class listener of {cls.__name__}")
-        cls._own_class_listeners = remaining
-        _refresh_class_hooks(cls)
+        class_listeners.remove(cls, listener)
 
     # -- firing -------------------------------------------------------------------------------
 
@@ -440,51 +427,6 @@ class Machine(Generic[S, E]):
         finally:
             self._busy = None
         return chosen.target  # type: ignore[no-any-return]
-
-
-_watched: weakref.WeakSet[type] = weakref.WeakSet()
-
-
-def _refresh_class_hooks(cls: type[Machine[Any, Any]]) -> None:
-    """Recompute the class listeners of `cls` and its subclasses, then the fast path of the
-    generated class(es) it derives from."""
-    _recompute_hooks(cls)
-    _sync_fast_paths(cls.__mro__)
-
-
-def _sync_fast_paths(classes: tuple[type, ...]) -> None:
-    for owner in classes:
-        if "_PLAIN" in owner.__dict__:
-            _sync_fast_path(owner)
-
-
-def _recompute_hooks(cls: type[Machine[Any, Any]]) -> None:
-    """The effective class listeners of `cls` and every subclass (base first)."""
-    listeners: list[object] = []
-    for klass in reversed(cls.__mro__):
-        listeners.extend(klass.__dict__.get("_own_class_listeners", ()))
-    cls._class_hooks = _make_hooks(tuple(listeners)) if listeners else _NO_HOOKS
-    cls._class_observed = bool(listeners) or cls._persistent
-    for subclass in cls.__subclasses__():
-        _recompute_hooks(subclass)
-
-
-def _sync_fast_path(owner: type[Machine[Any, Any]]) -> None:
-    """Empty the plain tables of generated class `owner` while a class of its family has
-    class listeners; refill them when none has."""
-    family = [owner]
-    for klass in family:
-        family.extend(klass.__subclasses__())
-    listened = any(klass.__dict__.get("_own_class_listeners") for klass in family)
-    saved: tuple[dict[Any, Any], ...] | None = owner.__dict__.get("_plain_saved")
-    if listened and saved is None:
-        owner._plain_saved = tuple(dict(table) for table in owner._PLAIN)
-        for table in owner._PLAIN:
-            table.clear()
-    elif not listened and saved is not None:
-        for table, content in zip(owner._PLAIN, saved, strict=True):
-            table.update(content)
-        del owner._plain_saved
 
 
 async def _resolve(value: object) -> object:
