@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsmc.runtime import Dispatch, Machine, MachineEnum, MachineSpec, TransitionSpec, candidate
+from fsmc.runtime import (
+    Dispatch,
+    Machine,
+    MachineEnum,
+    MachineSpec,
+    PostRecord,
+    TransitionSpec,
+    candidate,
+)
 
 __all__ = ["IpAddress"]
 
@@ -89,7 +97,7 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_ALLOCATE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _IP_ADDRESS_ALLOCATE_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_IP_ADDRESS_ALLOCATE_REQUESTED, payload)
 
@@ -109,7 +117,7 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_RESERVE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _IP_ADDRESS_RESERVE_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_IP_ADDRESS_RESERVE_REQUESTED, payload)
 
@@ -130,7 +138,7 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_RELEASE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _IP_ADDRESS_RELEASE_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_IP_ADDRESS_RELEASE_REQUESTED, payload)
 
@@ -151,7 +159,7 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_SUCCEEDED, target, payload)
+                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_IP_ADDRESS_OPERATION_SUCCEEDED, payload)
 
@@ -172,7 +180,7 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_FAILED, target, payload)
+                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_FAILED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_IP_ADDRESS_OPERATION_FAILED, payload)
 
@@ -234,6 +242,25 @@ _IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN: dict[IpAddress.State, IpAddress.State] = 
 _IP_ADDRESS_OPERATION_FAILED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
     _S.Allocating: _S.Releasing,
     _S.Releasing: _S.Releasing,
+}
+_IP_ADDRESS_ALLOCATE_REQUESTED_POST: dict[IpAddress.State, PostRecord] = {
+    _S.Free: ("IpAddress", "AllocateRequested", "Free", "Allocating", ()),
+    _S.Reserved: ("IpAddress", "AllocateRequested", "Reserved", "Allocating", ()),
+}
+_IP_ADDRESS_RESERVE_REQUESTED_POST: dict[IpAddress.State, PostRecord] = {
+    _S.Free: ("IpAddress", "ReserveRequested", "Free", "Reserved", ()),
+}
+_IP_ADDRESS_RELEASE_REQUESTED_POST: dict[IpAddress.State, PostRecord] = {
+    _S.Reserved: ("IpAddress", "ReleaseRequested", "Reserved", "Free", ()),
+    _S.Allocated: ("IpAddress", "ReleaseRequested", "Allocated", "Releasing", ("usage",)),
+}
+_IP_ADDRESS_OPERATION_SUCCEEDED_POST: dict[IpAddress.State, PostRecord] = {
+    _S.Allocating: ("IpAddress", "OperationSucceeded", "Allocating", "Allocated", ("usage",)),
+    _S.Releasing: ("IpAddress", "OperationSucceeded", "Releasing", "Free", ()),
+}
+_IP_ADDRESS_OPERATION_FAILED_POST: dict[IpAddress.State, PostRecord] = {
+    _S.Allocating: ("IpAddress", "OperationFailed", "Allocating", "Releasing", ()),
+    _S.Releasing: ("IpAddress", "OperationFailed", "Releasing", "Releasing", ()),
 }
 IpAddress._PLAIN = (
     _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN, _IP_ADDRESS_RESERVE_REQUESTED_PLAIN,

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsmc.runtime import Dispatch, Machine, MachineEnum, MachineSpec, TransitionSpec, candidate
+from fsmc.runtime import (
+    Dispatch,
+    Machine,
+    MachineEnum,
+    MachineSpec,
+    PostRecord,
+    TransitionSpec,
+    candidate,
+)
 
 __all__ = ["Network"]
 
@@ -87,7 +95,7 @@ class Network(Machine["Network.State", "Network.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_IMPLEMENT_NETWORK, target, payload)
+                    return self._post_plain(lock, _NETWORK_IMPLEMENT_NETWORK_POST, target, payload)
             lock.release()
         return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
 
@@ -109,7 +117,7 @@ class Network(Machine["Network.State", "Network.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_DESTROY_NETWORK, target, payload)
+                    return self._post_plain(lock, _NETWORK_DESTROY_NETWORK_POST, target, payload)
             lock.release()
         return self._fire(_NETWORK_DESTROY_NETWORK, payload)
 
@@ -130,7 +138,7 @@ class Network(Machine["Network.State", "Network.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_OPERATION_SUCCEEDED, target, payload)
+                    return self._post_plain(lock, _NETWORK_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
 
@@ -151,7 +159,7 @@ class Network(Machine["Network.State", "Network.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_OPERATION_FAILED, target, payload)
+                    return self._post_plain(lock, _NETWORK_OPERATION_FAILED_POST, target, payload)
             lock.release()
         return self._fire(_NETWORK_OPERATION_FAILED, payload)
 
@@ -205,6 +213,22 @@ _NETWORK_OPERATION_SUCCEEDED_PLAIN: dict[Network.State, Network.State] = {
 _NETWORK_OPERATION_FAILED_PLAIN: dict[Network.State, Network.State] = {
     _S.Implementing: _S.Shutdown,
     _S.Shutdown: _S.Shutdown,
+}
+_NETWORK_IMPLEMENT_NETWORK_POST: dict[Network.State, PostRecord] = {
+    _S.Allocated: ("Network", "ImplementNetwork", "Allocated", "Implementing", ()),
+}
+_NETWORK_DESTROY_NETWORK_POST: dict[Network.State, PostRecord] = {
+    _S.Allocated: ("Network", "DestroyNetwork", "Allocated", "Destroy", ()),
+    _S.Setup: ("Network", "DestroyNetwork", "Setup", "Destroy", ()),
+    _S.Implemented: ("Network", "DestroyNetwork", "Implemented", "Shutdown", ()),
+}
+_NETWORK_OPERATION_SUCCEEDED_POST: dict[Network.State, PostRecord] = {
+    _S.Implementing: ("Network", "OperationSucceeded", "Implementing", "Implemented", ()),
+    _S.Shutdown: ("Network", "OperationSucceeded", "Shutdown", "Allocated", ()),
+}
+_NETWORK_OPERATION_FAILED_POST: dict[Network.State, PostRecord] = {
+    _S.Implementing: ("Network", "OperationFailed", "Implementing", "Shutdown", ()),
+    _S.Shutdown: ("Network", "OperationFailed", "Shutdown", "Shutdown", ()),
 }
 Network._PLAIN = (
     _NETWORK_IMPLEMENT_NETWORK_PLAIN, _NETWORK_DESTROY_NETWORK_PLAIN,

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsmc.runtime import Dispatch, Machine, MachineEnum, MachineSpec, TransitionSpec, candidate
+from fsmc.runtime import (
+    Dispatch,
+    Machine,
+    MachineEnum,
+    MachineSpec,
+    PostRecord,
+    TransitionSpec,
+    candidate,
+)
 
 __all__ = ["Nic"]
 
@@ -86,7 +94,7 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_RESERVATION_REQUESTED, target, payload)
+                    return self._post_plain(lock, _NIC_RESERVATION_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_NIC_RESERVATION_REQUESTED, payload)
 
@@ -106,7 +114,7 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_RELEASE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _NIC_RELEASE_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_NIC_RELEASE_REQUESTED, payload)
 
@@ -126,7 +134,7 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_CANCEL_REQUESTED, target, payload)
+                    return self._post_plain(lock, _NIC_CANCEL_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_NIC_CANCEL_REQUESTED, payload)
 
@@ -147,7 +155,7 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_OPERATION_COMPLETED, target, payload)
+                    return self._post_plain(lock, _NIC_OPERATION_COMPLETED_POST, target, payload)
             lock.release()
         return self._fire(_NIC_OPERATION_COMPLETED, payload)
 
@@ -168,7 +176,7 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_OPERATION_FAILED, target, payload)
+                    return self._post_plain(lock, _NIC_OPERATION_FAILED_POST, target, payload)
             lock.release()
         return self._fire(_NIC_OPERATION_FAILED, payload)
 
@@ -222,6 +230,23 @@ _NIC_OPERATION_COMPLETED_PLAIN: dict[Nic.State, Nic.State] = {
 _NIC_OPERATION_FAILED_PLAIN: dict[Nic.State, Nic.State] = {
     _S.Reserving: _S.Allocated,
     _S.Releasing: _S.Reserved,
+}
+_NIC_RESERVATION_REQUESTED_POST: dict[Nic.State, PostRecord] = {
+    _S.Allocated: ("Nic", "ReservationRequested", "Allocated", "Reserving", ()),
+}
+_NIC_RELEASE_REQUESTED_POST: dict[Nic.State, PostRecord] = {
+    _S.Reserved: ("Nic", "ReleaseRequested", "Reserved", "Releasing", ()),
+}
+_NIC_CANCEL_REQUESTED_POST: dict[Nic.State, PostRecord] = {
+    _S.Reserving: ("Nic", "CancelRequested", "Reserving", "Allocated", ()),
+}
+_NIC_OPERATION_COMPLETED_POST: dict[Nic.State, PostRecord] = {
+    _S.Reserving: ("Nic", "OperationCompleted", "Reserving", "Reserved", ()),
+    _S.Releasing: ("Nic", "OperationCompleted", "Releasing", "Allocated", ()),
+}
+_NIC_OPERATION_FAILED_POST: dict[Nic.State, PostRecord] = {
+    _S.Reserving: ("Nic", "OperationFailed", "Reserving", "Allocated", ()),
+    _S.Releasing: ("Nic", "OperationFailed", "Releasing", "Reserved", ()),
 }
 Nic._PLAIN = (
     _NIC_RESERVATION_REQUESTED_PLAIN, _NIC_RELEASE_REQUESTED_PLAIN, _NIC_CANCEL_REQUESTED_PLAIN,

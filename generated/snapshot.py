@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsmc.runtime import Dispatch, Machine, MachineEnum, MachineSpec, TransitionSpec, candidate
+from fsmc.runtime import (
+    Dispatch,
+    Machine,
+    MachineEnum,
+    MachineSpec,
+    PostRecord,
+    TransitionSpec,
+    candidate,
+)
 
 __all__ = ["Snapshot"]
 
@@ -125,7 +133,7 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_CREATE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _SNAPSHOT_CREATE_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
 
@@ -147,7 +155,7 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_OPERATION_NOT_PERFORMED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _SNAPSHOT_OPERATION_NOT_PERFORMED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
 
@@ -169,7 +177,7 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_BACKUP_TO_SECONDARY, target, payload)
+                    return self._post_plain(lock, _SNAPSHOT_BACKUP_TO_SECONDARY_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
 
@@ -194,7 +202,7 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_DESTROY_REQUESTED, target, payload)
+                    return self._post_plain(lock, _SNAPSHOT_DESTROY_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
 
@@ -214,7 +222,7 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_COPYING_REQUESTED, target, payload)
+                    return self._post_plain(lock, _SNAPSHOT_COPYING_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
 
@@ -237,7 +245,7 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_OPERATION_SUCCEEDED, target, payload)
+                    return self._post_plain(lock, _SNAPSHOT_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
 
@@ -260,7 +268,7 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_OPERATION_FAILED, target, payload)
+                    return self._post_plain(lock, _SNAPSHOT_OPERATION_FAILED_POST, target, payload)
             lock.release()
         return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
 
@@ -368,6 +376,38 @@ _SNAPSHOT_OPERATION_FAILED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
     _S.BackingUp: _S.Error,
     _S.Copying: _S.BackedUp,
     _S.Destroying: _S.BackedUp,
+}
+_SNAPSHOT_CREATE_REQUESTED_POST: dict[Snapshot.State, PostRecord] = {
+    _S.Allocated: ("Snapshot", "CreateRequested", "Allocated", "Creating", ()),
+}
+_SNAPSHOT_OPERATION_NOT_PERFORMED_POST: dict[Snapshot.State, PostRecord] = {
+    _S.Creating: ("Snapshot", "OperationNotPerformed", "Creating", "BackedUp", ()),
+    _S.CreatedOnPrimary: ("Snapshot", "OperationNotPerformed", "CreatedOnPrimary", "BackedUp", ()),
+    _S.BackingUp: ("Snapshot", "OperationNotPerformed", "BackingUp", "BackedUp", ()),
+}
+_SNAPSHOT_BACKUP_TO_SECONDARY_POST: dict[Snapshot.State, PostRecord] = {
+    _S.CreatedOnPrimary: ("Snapshot", "BackupToSecondary", "CreatedOnPrimary", "BackingUp", ()),
+    _S.BackingUp: ("Snapshot", "BackupToSecondary", "BackingUp", "BackingUp", ()),
+    _S.BackedUp: ("Snapshot", "BackupToSecondary", "BackedUp", "BackingUp", ()),
+}
+_SNAPSHOT_DESTROY_REQUESTED_POST: dict[Snapshot.State, PostRecord] = {
+    _S.BackedUp: ("Snapshot", "DestroyRequested", "BackedUp", "Destroying", ()),
+    _S.Destroying: ("Snapshot", "DestroyRequested", "Destroying", "Destroying", ()),
+}
+_SNAPSHOT_COPYING_REQUESTED_POST: dict[Snapshot.State, PostRecord] = {
+    _S.BackedUp: ("Snapshot", "CopyingRequested", "BackedUp", "Copying", ()),
+}
+_SNAPSHOT_OPERATION_SUCCEEDED_POST: dict[Snapshot.State, PostRecord] = {
+    _S.Creating: ("Snapshot", "OperationSucceeded", "Creating", "CreatedOnPrimary", ()),
+    _S.BackingUp: ("Snapshot", "OperationSucceeded", "BackingUp", "BackedUp", ()),
+    _S.Copying: ("Snapshot", "OperationSucceeded", "Copying", "BackedUp", ()),
+    _S.Destroying: ("Snapshot", "OperationSucceeded", "Destroying", "Destroyed", ()),
+}
+_SNAPSHOT_OPERATION_FAILED_POST: dict[Snapshot.State, PostRecord] = {
+    _S.Creating: ("Snapshot", "OperationFailed", "Creating", "Error", ()),
+    _S.BackingUp: ("Snapshot", "OperationFailed", "BackingUp", "Error", ()),
+    _S.Copying: ("Snapshot", "OperationFailed", "Copying", "BackedUp", ()),
+    _S.Destroying: ("Snapshot", "OperationFailed", "Destroying", "BackedUp", ()),
 }
 Snapshot._PLAIN = (
     _SNAPSHOT_CREATE_REQUESTED_PLAIN, _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN,

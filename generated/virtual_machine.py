@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsmc.runtime import Dispatch, Machine, MachineEnum, MachineSpec, TransitionSpec, candidate
+from fsmc.runtime import (
+    Dispatch,
+    Machine,
+    MachineEnum,
+    MachineSpec,
+    PostRecord,
+    TransitionSpec,
+    candidate,
+)
 
 __all__ = ["VirtualMachine"]
 
@@ -228,7 +236,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_START_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_START_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
 
@@ -250,7 +258,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_STOP_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_STOP_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
 
@@ -271,7 +279,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_DESTROY_REQUESTED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_DESTROY_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
 
@@ -291,7 +299,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RECOVERY_REQUESTED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RECOVERY_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
 
@@ -315,7 +323,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
 
@@ -338,7 +346,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
 
@@ -359,7 +367,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_MIGRATION_REQUESTED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
 
@@ -379,7 +387,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
 
@@ -402,7 +410,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_EXPUNGE_OPERATION, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_EXPUNGE_OPERATION_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
 
@@ -425,7 +433,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_SUCCEEDED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
 
@@ -449,7 +457,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
 
@@ -469,7 +477,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
 
@@ -489,7 +497,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_RETRY, target, payload)
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_RETRY_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
 
@@ -513,7 +521,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
 
@@ -533,7 +541,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
 
@@ -562,7 +570,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_REQUESTED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
 
@@ -582,7 +590,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_FAILED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_FAILED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
 
@@ -602,7 +610,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_SUCCESS, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_SUCCESS_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
 
@@ -626,7 +634,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
 
@@ -650,7 +658,7 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
 
@@ -958,6 +966,100 @@ _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN: dict[VirtualMachine.State,
     _S.Running: _S.Stopped,
     _S.Migrating: _S.Stopped,
     _S.Stopping: _S.Stopped,
+}
+_VIRTUAL_MACHINE_START_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "StartRequested", "Stopped", "Starting", ()),
+}
+_VIRTUAL_MACHINE_STOP_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "StopRequested", "Stopped", "Stopped", ()),
+    _S.Running: ("VirtualMachine", "StopRequested", "Running", "Stopping", ()),
+    _S.Stopping: ("VirtualMachine", "StopRequested", "Stopping", "Stopping", ()),
+}
+_VIRTUAL_MACHINE_DESTROY_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "DestroyRequested", "Stopped", "Destroyed", ("usage",)),
+    _S.Error: ("VirtualMachine", "DestroyRequested", "Error", "Expunging", ()),
+}
+_VIRTUAL_MACHINE_RECOVERY_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Destroyed: ("VirtualMachine", "RecoveryRequested", "Destroyed", "Stopped", ("usage",)),
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "AgentReportStopped", "Stopped", "Stopped", ()),
+    _S.Starting: ("VirtualMachine", "AgentReportStopped", "Starting", "Stopped", ()),
+    _S.Running: ("VirtualMachine", "AgentReportStopped", "Running", "Stopped", ("usage",)),
+    _S.Migrating: ("VirtualMachine", "AgentReportStopped", "Migrating", "Stopped", ()),
+    _S.Stopping: ("VirtualMachine", "AgentReportStopped", "Stopping", "Stopped", ("usage",)),
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Starting: ("VirtualMachine", "AgentReportRunning", "Starting", "Running", ("usage",)),
+    _S.Running: ("VirtualMachine", "AgentReportRunning", "Running", "Running", ()),
+    _S.Migrating: ("VirtualMachine", "AgentReportRunning", "Migrating", "Running", ()),
+    _S.Stopping: ("VirtualMachine", "AgentReportRunning", "Stopping", "Running", ()),
+}
+_VIRTUAL_MACHINE_MIGRATION_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Running: ("VirtualMachine", "MigrationRequested", "Running", "Migrating", ()),
+    _S.Migrating: ("VirtualMachine", "MigrationRequested", "Migrating", "Migrating", ()),
+}
+_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "StorageMigrationRequested", "Stopped", "Migrating", ()),
+}
+_VIRTUAL_MACHINE_EXPUNGE_OPERATION_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "ExpungeOperation", "Stopped", "Expunging", ("usage",)),
+    _S.Destroyed: ("VirtualMachine", "ExpungeOperation", "Destroyed", "Expunging", ()),
+    _S.Expunging: ("VirtualMachine", "ExpungeOperation", "Expunging", "Expunging", ()),
+    _S.Error: ("VirtualMachine", "ExpungeOperation", "Error", "Expunging", ()),
+}
+_VIRTUAL_MACHINE_OPERATION_SUCCEEDED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Starting: ("VirtualMachine", "OperationSucceeded", "Starting", "Running", ("usage",)),
+    _S.Running: ("VirtualMachine", "OperationSucceeded", "Running", "Running", ()),
+    _S.Migrating: ("VirtualMachine", "OperationSucceeded", "Migrating", "Running", ()),
+    _S.Stopping: ("VirtualMachine", "OperationSucceeded", "Stopping", "Stopped", ("usage",)),
+}
+_VIRTUAL_MACHINE_OPERATION_FAILED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "OperationFailed", "Stopped", "Stopped", ()),
+    _S.Starting: ("VirtualMachine", "OperationFailed", "Starting", "Stopped", ()),
+    _S.Migrating: ("VirtualMachine", "OperationFailed", "Migrating", "Running", ()),
+    _S.Stopping: ("VirtualMachine", "OperationFailed", "Stopping", "Running", ()),
+    _S.Expunging: ("VirtualMachine", "OperationFailed", "Expunging", "Expunging", ()),
+}
+_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "OperationFailedToError", "Stopped", "Error", ("usage",)),
+}
+_VIRTUAL_MACHINE_OPERATION_RETRY_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Starting: ("VirtualMachine", "OperationRetry", "Starting", "Starting", ()),
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "AgentReportShutdowned", "Stopped", "Stopped", ()),
+    _S.Starting: ("VirtualMachine", "AgentReportShutdowned", "Starting", "Stopped", ()),
+    _S.Running: ("VirtualMachine", "AgentReportShutdowned", "Running", "Stopped", ("usage",)),
+    _S.Migrating: ("VirtualMachine", "AgentReportShutdowned", "Migrating", "Stopped", ()),
+    _S.Stopping: ("VirtualMachine", "AgentReportShutdowned", "Stopping", "Stopped", ("usage",)),
+}
+_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Running: ("VirtualMachine", "AgentReportMigrated", "Running", "Running", ()),
+}
+_VIRTUAL_MACHINE_RESTORING_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "RestoringRequested", "Stopped", "Restoring", ()),
+    _S.Destroyed: ("VirtualMachine", "RestoringRequested", "Destroyed", "Restoring", ()),
+}
+_VIRTUAL_MACHINE_RESTORING_FAILED_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Restoring: ("VirtualMachine", "RestoringFailed", "Restoring", "Stopped", ()),
+}
+_VIRTUAL_MACHINE_RESTORING_SUCCESS_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Restoring: ("VirtualMachine", "RestoringSuccess", "Restoring", "Stopped", ()),
+}
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "FollowAgentPowerOnReport", "Stopped", "Running", ("usage",)),
+    _S.Starting: ("VirtualMachine", "FollowAgentPowerOnReport", "Starting", "Running", ("usage",)),
+    _S.Running: ("VirtualMachine", "FollowAgentPowerOnReport", "Running", "Running", ()),
+    _S.Migrating: ("VirtualMachine", "FollowAgentPowerOnReport", "Migrating", "Running", ()),
+    _S.Stopping: ("VirtualMachine", "FollowAgentPowerOnReport", "Stopping", "Running", ()),
+}
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_POST: dict[VirtualMachine.State, PostRecord] = {
+    _S.Stopped: ("VirtualMachine", "FollowAgentPowerOffReport", "Stopped", "Stopped", ()),
+    _S.Starting: ("VirtualMachine", "FollowAgentPowerOffReport", "Starting", "Stopped", ()),
+    _S.Running: ("VirtualMachine", "FollowAgentPowerOffReport", "Running", "Stopped", ("usage",)),
+    _S.Migrating: ("VirtualMachine", "FollowAgentPowerOffReport", "Migrating", "Stopped", ()),
+    _S.Stopping: ("VirtualMachine", "FollowAgentPowerOffReport", "Stopping", "Stopped", ("usage",)),
 }
 VirtualMachine._PLAIN = (
     _VIRTUAL_MACHINE_START_REQUESTED_PLAIN, _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN,

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsmc.runtime import Dispatch, Machine, MachineEnum, MachineSpec, TransitionSpec, candidate
+from fsmc.runtime import (
+    Dispatch,
+    Machine,
+    MachineEnum,
+    MachineSpec,
+    PostRecord,
+    TransitionSpec,
+    candidate,
+)
 
 __all__ = ["VirtualMachineTemplate"]
 
@@ -96,7 +104,7 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
 
@@ -117,7 +125,7 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
 
@@ -137,7 +145,7 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
 
@@ -158,7 +166,7 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
 
@@ -208,6 +216,21 @@ _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN: dict[VirtualMachineTemplate.St
 _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
     _S.NotUploaded: _S.UploadAbandoned,
     _S.UploadInProgress: _S.UploadError,
+}
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_POST: dict[VirtualMachineTemplate.State, PostRecord] = {
+    _S.NotUploaded: ("VirtualMachineTemplate", "OperationFailed", "NotUploaded", "UploadError", ()),
+    _S.UploadInProgress: ("VirtualMachineTemplate", "OperationFailed", "UploadInProgress", "UploadError", ()),  # noqa: E501
+}
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST: dict[VirtualMachineTemplate.State, PostRecord] = {  # noqa: E501
+    _S.NotUploaded: ("VirtualMachineTemplate", "OperationSucceeded", "NotUploaded", "Active", ()),
+    _S.UploadInProgress: ("VirtualMachineTemplate", "OperationSucceeded", "UploadInProgress", "Active", ()),  # noqa: E501
+}
+_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_POST: dict[VirtualMachineTemplate.State, PostRecord] = {
+    _S.NotUploaded: ("VirtualMachineTemplate", "UploadRequested", "NotUploaded", "UploadInProgress", ()),  # noqa: E501
+}
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_POST: dict[VirtualMachineTemplate.State, PostRecord] = {
+    _S.NotUploaded: ("VirtualMachineTemplate", "OperationTimeout", "NotUploaded", "UploadAbandoned", ()),  # noqa: E501
+    _S.UploadInProgress: ("VirtualMachineTemplate", "OperationTimeout", "UploadInProgress", "UploadError", ()),  # noqa: E501
 }
 VirtualMachineTemplate._PLAIN = (
     _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN,

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsmc.runtime import Dispatch, Machine, MachineEnum, MachineSpec, TransitionSpec, candidate
+from fsmc.runtime import (
+    Dispatch,
+    Machine,
+    MachineEnum,
+    MachineSpec,
+    PostRecord,
+    TransitionSpec,
+    candidate,
+)
 
 __all__ = ["Volume"]
 
@@ -243,7 +251,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_CREATE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_CREATE_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_CREATE_REQUESTED, payload)
 
@@ -263,7 +271,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_COPY_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_COPY_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_COPY_REQUESTED, payload)
 
@@ -305,7 +313,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_FAILED, target, payload)
+                    return self._post_plain(lock, _VOLUME_OPERATION_FAILED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_FAILED, payload)
 
@@ -339,7 +347,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_SUCCEEDED, target, payload)
+                    return self._post_plain(lock, _VOLUME_OPERATION_SUCCEEDED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
 
@@ -359,7 +367,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_RETRY, target, payload)
+                    return self._post_plain(lock, _VOLUME_OPERATION_RETRY_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_RETRY, payload)
 
@@ -380,7 +388,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_UPLOAD_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_UPLOAD_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
 
@@ -400,7 +408,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_MIGRATION_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
 
@@ -420,7 +428,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
 
@@ -440,7 +448,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_SUCCEEDED, target, payload)
+                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_SUCCEEDED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
 
@@ -460,7 +468,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_FAILED, target, payload)
+                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_FAILED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
 
@@ -480,7 +488,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_SNAPSHOT_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_SNAPSHOT_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
 
@@ -500,7 +508,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_REVERT_SNAPSHOT_REQUESTED, target, payload)  # noqa: E501
+                    return self._post_plain(lock, _VOLUME_REVERT_SNAPSHOT_REQUESTED_POST, target, payload)  # noqa: E501
             lock.release()
         return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
 
@@ -526,7 +534,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_DESTROY_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_DESTROY_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
 
@@ -546,7 +554,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RECOVER_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_RECOVER_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
 
@@ -568,7 +576,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_EXPUNGING_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_EXPUNGING_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
 
@@ -588,7 +596,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESIZE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_RESIZE_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
 
@@ -608,7 +616,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_ATTACH_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_ATTACH_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
 
@@ -629,7 +637,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_TIMEOUT, target, payload)
+                    return self._post_plain(lock, _VOLUME_OPERATION_TIMEOUT_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
 
@@ -651,7 +659,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESTORE_REQUESTED, target, payload)
+                    return self._post_plain(lock, _VOLUME_RESTORE_REQUESTED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
 
@@ -671,7 +679,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESTORE_SUCCEEDED, target, payload)
+                    return self._post_plain(lock, _VOLUME_RESTORE_SUCCEEDED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
 
@@ -691,7 +699,7 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                     lock.release()
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESTORE_FAILED, target, payload)
+                    return self._post_plain(lock, _VOLUME_RESTORE_FAILED_POST, target, payload)
             lock.release()
         return self._fire(_VOLUME_RESTORE_FAILED, payload)
 
@@ -1037,6 +1045,111 @@ _VOLUME_RESTORE_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
 }
 _VOLUME_RESTORE_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
     _S.Restoring: _S.Ready,
+}
+_VOLUME_CREATE_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Allocated: ("Volume", "CreateRequested", "Allocated", "Creating", ()),
+    _S.Creating: ("Volume", "CreateRequested", "Creating", "Creating", ()),
+    _S.Ready: ("Volume", "CreateRequested", "Ready", "Creating", ()),
+}
+_VOLUME_COPY_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Uploaded: ("Volume", "CopyRequested", "Uploaded", "Copying", ()),
+}
+_VOLUME_OPERATION_FAILED_POST: dict[Volume.State, PostRecord] = {
+    _S.Allocated: ("Volume", "OperationFailed", "Allocated", "Allocated", ()),
+    _S.Creating: ("Volume", "OperationFailed", "Creating", "Allocated", ()),
+    _S.Ready: ("Volume", "OperationFailed", "Ready", "Ready", ()),
+    _S.Migrating: ("Volume", "OperationFailed", "Migrating", "Ready", ()),
+    _S.Snapshotting: ("Volume", "OperationFailed", "Snapshotting", "Ready", ()),
+    _S.RevertSnapshotting: ("Volume", "OperationFailed", "RevertSnapshotting", "Ready", ()),
+    _S.Resizing: ("Volume", "OperationFailed", "Resizing", "Ready", ()),
+    _S.Attaching: ("Volume", "OperationFailed", "Attaching", "Ready", ()),
+    _S.Expunging: ("Volume", "OperationFailed", "Expunging", "Destroy", ()),
+    _S.Expunged: ("Volume", "OperationFailed", "Expunged", "Expunged", ()),
+    _S.Destroy: ("Volume", "OperationFailed", "Destroy", "Destroy", ("usage",)),
+    _S.UploadOp: ("Volume", "OperationFailed", "UploadOp", "Allocated", ()),
+    _S.Copying: ("Volume", "OperationFailed", "Copying", "Uploaded", ()),
+    _S.NotUploaded: ("Volume", "OperationFailed", "NotUploaded", "UploadError", ()),
+    _S.UploadInProgress: ("Volume", "OperationFailed", "UploadInProgress", "UploadError", ()),
+}
+_VOLUME_OPERATION_SUCCEEDED_POST: dict[Volume.State, PostRecord] = {
+    _S.Allocated: ("Volume", "OperationSucceeded", "Allocated", "Allocated", ()),
+    _S.Creating: ("Volume", "OperationSucceeded", "Creating", "Ready", ()),
+    _S.Ready: ("Volume", "OperationSucceeded", "Ready", "Ready", ()),
+    _S.Migrating: ("Volume", "OperationSucceeded", "Migrating", "Ready", ()),
+    _S.Snapshotting: ("Volume", "OperationSucceeded", "Snapshotting", "Ready", ()),
+    _S.RevertSnapshotting: ("Volume", "OperationSucceeded", "RevertSnapshotting", "Ready", ()),
+    _S.Resizing: ("Volume", "OperationSucceeded", "Resizing", "Ready", ("usage",)),
+    _S.Attaching: ("Volume", "OperationSucceeded", "Attaching", "Ready", ()),
+    _S.Expunging: ("Volume", "OperationSucceeded", "Expunging", "Expunged", ()),
+    _S.Expunged: ("Volume", "OperationSucceeded", "Expunged", "Expunged", ()),
+    _S.Destroy: ("Volume", "OperationSucceeded", "Destroy", "Destroy", ("usage",)),
+    _S.UploadOp: ("Volume", "OperationSucceeded", "UploadOp", "Uploaded", ()),
+    _S.Copying: ("Volume", "OperationSucceeded", "Copying", "Ready", ("usage",)),
+    _S.NotUploaded: ("Volume", "OperationSucceeded", "NotUploaded", "Uploaded", ()),
+    _S.UploadInProgress: ("Volume", "OperationSucceeded", "UploadInProgress", "Uploaded", ()),
+}
+_VOLUME_OPERATION_RETRY_POST: dict[Volume.State, PostRecord] = {
+    _S.Creating: ("Volume", "OperationRetry", "Creating", "Creating", ()),
+}
+_VOLUME_UPLOAD_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Allocated: ("Volume", "UploadRequested", "Allocated", "UploadOp", ()),
+    _S.NotUploaded: ("Volume", "UploadRequested", "NotUploaded", "UploadInProgress", ()),
+}
+_VOLUME_MIGRATION_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Ready: ("Volume", "MigrationRequested", "Ready", "Migrating", ()),
+}
+_VOLUME_MIGRATION_COPY_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Allocated: ("Volume", "MigrationCopyRequested", "Allocated", "Creating", ()),
+}
+_VOLUME_MIGRATION_COPY_SUCCEEDED_POST: dict[Volume.State, PostRecord] = {
+    _S.Creating: ("Volume", "MigrationCopySucceeded", "Creating", "Ready", ("usage",)),
+}
+_VOLUME_MIGRATION_COPY_FAILED_POST: dict[Volume.State, PostRecord] = {
+    _S.Creating: ("Volume", "MigrationCopyFailed", "Creating", "Allocated", ()),
+}
+_VOLUME_SNAPSHOT_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Ready: ("Volume", "SnapshotRequested", "Ready", "Snapshotting", ()),
+}
+_VOLUME_REVERT_SNAPSHOT_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Ready: ("Volume", "RevertSnapshotRequested", "Ready", "RevertSnapshotting", ()),
+}
+_VOLUME_DESTROY_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Allocated: ("Volume", "DestroyRequested", "Allocated", "Destroy", ()),
+    _S.Creating: ("Volume", "DestroyRequested", "Creating", "Destroy", ()),
+    _S.Ready: ("Volume", "DestroyRequested", "Ready", "Destroy", ()),
+    _S.UploadOp: ("Volume", "DestroyRequested", "UploadOp", "Destroy", ()),
+    _S.Uploaded: ("Volume", "DestroyRequested", "Uploaded", "Destroy", ()),
+    _S.UploadError: ("Volume", "DestroyRequested", "UploadError", "Destroy", ()),
+    _S.UploadAbandoned: ("Volume", "DestroyRequested", "UploadAbandoned", "Destroy", ()),
+}
+_VOLUME_RECOVER_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Destroy: ("Volume", "RecoverRequested", "Destroy", "Ready", ()),
+}
+_VOLUME_EXPUNGING_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Expunging: ("Volume", "ExpungingRequested", "Expunging", "Expunging", ()),
+    _S.Expunged: ("Volume", "ExpungingRequested", "Expunged", "Expunged", ()),
+    _S.Destroy: ("Volume", "ExpungingRequested", "Destroy", "Expunging", ()),
+}
+_VOLUME_RESIZE_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Ready: ("Volume", "ResizeRequested", "Ready", "Resizing", ()),
+}
+_VOLUME_ATTACH_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Ready: ("Volume", "AttachRequested", "Ready", "Attaching", ()),
+}
+_VOLUME_OPERATION_TIMEOUT_POST: dict[Volume.State, PostRecord] = {
+    _S.NotUploaded: ("Volume", "OperationTimeout", "NotUploaded", "UploadAbandoned", ()),
+    _S.UploadInProgress: ("Volume", "OperationTimeout", "UploadInProgress", "UploadError", ()),
+}
+_VOLUME_RESTORE_REQUESTED_POST: dict[Volume.State, PostRecord] = {
+    _S.Ready: ("Volume", "RestoreRequested", "Ready", "Restoring", ()),
+    _S.Expunged: ("Volume", "RestoreRequested", "Expunged", "Restoring", ()),
+    _S.Destroy: ("Volume", "RestoreRequested", "Destroy", "Restoring", ()),
+}
+_VOLUME_RESTORE_SUCCEEDED_POST: dict[Volume.State, PostRecord] = {
+    _S.Restoring: ("Volume", "RestoreSucceeded", "Restoring", "Ready", ()),
+}
+_VOLUME_RESTORE_FAILED_POST: dict[Volume.State, PostRecord] = {
+    _S.Restoring: ("Volume", "RestoreFailed", "Restoring", "Ready", ()),
 }
 Volume._PLAIN = (
     _VOLUME_CREATE_REQUESTED_PLAIN, _VOLUME_COPY_REQUESTED_PLAIN, _VOLUME_OPERATION_FAILED_PLAIN,

@@ -7,7 +7,7 @@ Generated classes derive from `Machine`; every transition posts a `StateChanged`
 from __future__ import annotations
 
 from .bus import EventBus
-from .dispatch import Candidate, Dispatch, TransitionListener, candidate
+from .dispatch import Candidate, Dispatch, PostRecord, TransitionListener, candidate
 from .enums import MachineEnum
 from .errors import (
     BusClosed,
@@ -40,6 +40,7 @@ __all__ = [
     "Machine",
     "MachineEnum",
     "MachineSpec",
+    "PostRecord",
     "ReentrantTransition",
     "Registration",
     "StateChanged",

@@ -44,6 +44,11 @@ class Dispatch(NamedTuple):
     table: Mapping[Any, tuple[Candidate, ...]]
 
 
+# What the generated code precomputes for each plain transition, so that posting its event
+# reads no enum or spec: machine, event, old state and new state names, and its tags.
+PostRecord = tuple[str, str, str, str, tuple[str, ...]]
+
+
 def candidate(target: Any, *, guard: str | None = None, negated: bool = False,
               action: str | None = None, tags: tuple[str, ...] = ()) -> Candidate:
     return Candidate(target, guard, negated, action, tags, guard is None and action is None)

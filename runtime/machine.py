@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from . import class_listeners
@@ -28,6 +28,7 @@ from .dispatch import (
     Bus,
     Candidate,
     Dispatch,
+    PostRecord,
     TransitionListener,
     _Busy,
     _guard_text,
@@ -204,21 +205,22 @@ class Machine(Generic[S, E]):
         finally:
             lock.release()
 
-    def _post_plain(self, lock: threading.Lock, dispatch: Dispatch, target: Any,
+    def _post_plain(self, lock: threading.Lock, posts: Mapping[Any, PostRecord], target: Any,
                     payload: dict[str, Any]) -> S:
         """The generated fast path's second half: a plain transition (no guard, no action)
-        observed only by the bus. Called with `lock` held; releases it. The event is posted
-        with the lock held, as in `_transition`; meanwhile `_busy` holds this thread's id, so a
-        subscriber that fires this machine again nests (see `_contended`) and its event is
-        posted after this one."""
+        observed only by the bus. Called with `lock` held; releases it. `posts` gives, per
+        source state, the event's fields (machine, event, old and new state names, tags),
+        precomputed by the generated code. The event is posted with the lock held, as in
+        `_transition`; meanwhile `_busy` holds this thread's id, so a subscriber that fires
+        this machine again nests (see `_contended`) and its event is posted after this one."""
         source = self._state
         owner = _get_ident()
         self._busy = owner
         try:
             self._state = target
+            machine, event, old, new, tags = posts[source]
             self._bus.post(StateChanged(  # type: ignore[union-attr]
-                self.SPEC.name, self._resource_id, dispatch.event._name_, source._name_,
-                target._name_, dispatch.table[source][0].tags, payload))
+                machine, self._resource_id, event, old, new, tags, payload))
             nested = self._busy
             if nested is not owner and isinstance(nested, _Busy):
                 while nested.pending:
