@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = {"dsl": "dsl", "compiler": "compiler", "runtime": "runtime", "contrib": "contrib"}
+PACKAGES = {"dsl": "dsl", "compiler": "compiler", "runtime": "runtime", "contrib": "contrib",
+            "notify": "notify"}
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import build, check, demo, diff, events, render, review, usage
+from . import build, check, demo, diff, events, notify, render, review, usage
 
-COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff, demo, usage, events)
+COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff, demo, usage, events, notify)

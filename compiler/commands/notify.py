@@ -1,0 +1,78 @@
+"""`fsmc notify serve`: run the notification service (see docs/notify.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any, TextIO
+
+HELP = """\
+serve: run the notification service over HTTP (uvicorn): tenants authenticate with their API
+key (Authorization: Bearer KEY) and follow their own resources' events at GET /v1/events
+(Server-Sent Events; resume with Last-Event-ID). With --amqp, the events come from the
+RabbitMQ exchange fsmc.events (each service process reads a queue of its own, so several can
+run behind a load balancer); without it, only what this process's bus carries.
+
+CONFIG is TOML: [[tenants]] id + api_keys, [admin] api_keys (keys stored as
+"sha256:<hex digest>"), optional [limits] and [webhooks]; see docs/notify.md.
+
+examples:
+  fsmc notify serve --config notify.toml --amqp amqp://guest:guest@localhost:5672/%2F
+  curl -N -H "Authorization: Bearer KEY" http://127.0.0.1:8080/v1/events
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("notify", help="the notification service",
+                                   description=HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                    parser_class=type(parser))
+    serve = actions.add_parser("serve", help="run the service")
+    serve.add_argument("--config", required=True, metavar="FILE", help="the TOML config")
+    serve.add_argument("--amqp", metavar="URL", help="follow the broker's events")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        import uvicorn
+        from fsmc.notify.app import create_app
+        from fsmc.notify.config import ConfigError, load_config
+    except ImportError as error:
+        err.write(f"fsmc: error: the service needs its extra: pip install 'fsmc[notify]' "
+                  f"({error})\n")
+        return 2
+    from fsmc.runtime import EventBus
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        err.write(f"fsmc: error: {error}\n")
+        return 2
+    bus = EventBus()
+    consumer, source = None, ""
+    if args.amqp:
+        from fsmc.runtime.amqp import AmqpConsumer
+        from fsmc.runtime.amqp.url import redacted
+
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
+        try:
+            consumer = AmqpConsumer(args.amqp, None, ["#"], bus=bus)
+        except ValueError as error:
+            err.write(f"fsmc: error: --amqp: {error}\n")
+            return 2
+        source = f", events from {redacted(args.amqp)}"
+    tenants = len(config.tenants)
+    err.write(f"fsmc: notification service on http://{args.host}:{args.port}/ "
+              f"({tenants} tenant{'' if tenants == 1 else 's'}{source})\n")
+    try:
+        uvicorn.run(create_app(bus, config), host=args.host, port=args.port,
+                    log_level="warning")
+    finally:
+        if consumer is not None:
+            consumer.close()
+        bus.close()
+    return 0

@@ -1,0 +1,106 @@
+"""A notification service on a real HTTP port for tests: uvicorn in a thread, and an SSE reader
+that collects events from a real connection (httpx in a thread of its own)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from fsmc.notify.app import create_app
+from fsmc.notify.config import NotifyConfig
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(bus: Any, config: NotifyConfig) -> Iterator[str]:
+    """The service's base URL while the block runs."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(bus, config), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@dataclass
+class Reader:
+    """Reads one SSE stream in a thread: `events` are (id, data dict) in arrival order; other
+    SSE events (`gap`, `overflow`) land in `notices`."""
+
+    url: str
+    key: str
+    topic: str | None = None
+    last_id: str | None = None
+    stall: float = 0.0  # seconds to stop reading after the first line (a stalled client)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    status: int | None = None
+    connected: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Reader:
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self.connected.wait(10), "the stream did not open"
+        return self
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if self.last_id:
+            headers["Last-Event-ID"] = self.last_id
+        params = {"topic": self.topic} if self.topic else {}
+        try:
+            with httpx.stream("GET", f"{self.url}/v1/events", headers=headers, params=params,
+                              timeout=httpx.Timeout(30, read=60)) as response:
+                self.status = response.status_code
+                self.connected.set()
+                kind, ident, data = "message", "", ""
+                for line in response.iter_lines():
+                    if self.stall:
+                        time.sleep(self.stall)
+                        self.stall = 0.0
+                    if line.startswith("id: "):
+                        ident = line[4:]
+                    elif line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        data = line[6:]
+                    elif line == "" and data:
+                        if kind == "StateChanged":
+                            self.events.append((ident, json.loads(data)))
+                        else:
+                            self.notices.append((kind, data))
+                        kind, ident, data = "message", "", ""
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.connected.set()
+            self.done.set()
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[tuple[str, dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline and \
+                not self.done.is_set():
+            time.sleep(0.01)
+        return list(self.events)
