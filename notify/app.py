@@ -8,12 +8,20 @@ resources (`payload["account"]`); the admin sees all.
   transition (`id:` the event id, `data:` its CloudEvents JSON), resuming after the
   `Last-Event-ID` header from the replay log; `: heartbeat` comments while idle. A malformed
   pattern is answered 422.
+- `POST /v1/subscriptions` `{"topic", "kind": "webhook", "url", "secret"}` → 201 with the
+  subscription (never its secret); `GET /v1/subscriptions`; `GET` / `DELETE
+  /v1/subscriptions/{id}` (204); `GET /v1/subscriptions/{id}/dead-letters`; `POST
+  /v1/subscriptions/{id}/dead-letters/redrive`. Another tenant's subscription is answered 404,
+  a malformed pattern, URL or body 422.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fsmc.runtime import StateChanged
@@ -27,26 +35,64 @@ from .auth import Authenticator, Principal, owner_of
 from .config import NotifyConfig, hash_key
 from .ratelimit import RateLimiter
 from .stream import Client, Hub, stream, visible_to
+from .subscriptions import (
+    InvalidSubscription,
+    Subscription,
+    SubscriptionStore,
+    validate_subscription,
+)
+from .webhooks import ALL_TENANTS, WebhookDispatcher
 
 __all__ = ["create_app"]
 
 
-def create_app(bus: Any, config: NotifyConfig) -> Starlette:
-    """The service, fed by `bus` (it subscribes to `StateChanged`). The hub is
-    `app.state.hub`."""
+def create_app(bus: Any, config: NotifyConfig, *, subscriptions: str | Path = ":memory:",
+               webhook_options: dict[str, Any] | None = None) -> Starlette:
+    """The service, fed by `bus` (it subscribes to `StateChanged`), keeping subscriptions in
+    the SQLite database `subscriptions` (a file, so that they survive a restart).
+    `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout). The hub, the
+    store and the dispatcher are `app.state.hub`, `.store`, `.webhooks`."""
     hub = Hub(replay=config.replay, owner=owner_of)
+    store = SubscriptionStore(subscriptions)
+    webhooks = WebhookDispatcher(store, config.allow_hosts, **(webhook_options or {}))
+    hub.add_listener(webhooks.offer)
     bus.subscribe(hub.publish, StateChanged)
-    service = _Service(hub, config)
-    app = Starlette(routes=[Route("/v1/events", service.events, methods=["GET"])])
+    service = _Service(hub, config, store, webhooks)
+    one = "/v1/subscriptions/{id}"
+    app = Starlette(routes=[
+        Route("/v1/events", service.events, methods=["GET"]),
+        Route("/v1/subscriptions", service.create, methods=["POST"]),
+        Route("/v1/subscriptions", service.list, methods=["GET"]),
+        Route(one, service.show, methods=["GET"]),
+        Route(one, service.delete, methods=["DELETE"]),
+        Route(one + "/dead-letters", service.dead_letters, methods=["GET"]),
+        Route(one + "/dead-letters/redrive", service.redrive, methods=["POST"]),
+    ], lifespan=_closing(webhooks, store))
     app.state.hub = hub
+    app.state.store = store
+    app.state.webhooks = webhooks
     app.state.config = config
     return app
 
 
+def _closing(webhooks: WebhookDispatcher, store: SubscriptionStore) -> Any:
+    """The app's lifespan: at shutdown, stop the webhook lanes, then close the store."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        webhooks.close()
+        store.close()
+
+    return lifespan
+
+
 class _Service:
-    def __init__(self, hub: Hub, config: NotifyConfig) -> None:
+    def __init__(self, hub: Hub, config: NotifyConfig, store: SubscriptionStore,
+                 webhooks: WebhookDispatcher) -> None:
         self.hub = hub
         self.config = config
+        self.store = store
+        self.webhooks = webhooks
         self.auth = Authenticator(config)
         self.limiter = RateLimiter(config.rate, config.burst)
 
@@ -76,12 +122,78 @@ class _Service:
             return _error(422, "invalid_topic", str(error))
         client = Client(visible_to(admitted.tenant, admitted.admin, pattern),
                         asyncio.get_running_loop(), self.config.client_queue)
-        last_id = request.headers.get("last-event-id") or None
-        body = stream(self.hub, client, last_id, heartbeat=self.config.heartbeat,
+        missed, complete = self.hub.connect(client, request.headers.get("last-event-id") or None)
+        body = stream(self.hub, client, missed, complete, heartbeat=self.config.heartbeat,
                       disconnected=request.is_disconnected)
         return StreamingResponse(body, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
+
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        admitted = self.admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(422, "invalid_body", "the body must be a JSON object")
+        try:
+            # Resolving the host may take a while: not on the event loop.
+            topic, url, secret = await asyncio.to_thread(
+                validate_subscription, body, self.config.allow_hosts)
+        except InvalidSubscription as error:
+            return _error(422, "invalid_subscription", str(error))
+        tenant = admitted.tenant if admitted.tenant is not None else ALL_TENANTS
+        subscription = self.store.add(tenant, topic, url, secret)
+        self.webhooks.refresh()
+        return JSONResponse(subscription.to_json(), status_code=201)
+
+    async def list(self, request: Request) -> Response:
+        admitted = self.admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        found = self.store.list(None if admitted.admin else admitted.tenant)
+        return JSONResponse({"subscriptions": [each.to_json() for each in found]})
+
+    def owned(self, request: Request) -> Subscription | Response:
+        """The subscription of the path, if the caller may see it; else the refusal (another
+        tenant's subscription is answered 404, as if it did not exist)."""
+        admitted = self.admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        subscription = self.store.get(request.path_params["id"])
+        if subscription is None or not (admitted.admin or subscription.tenant ==
+                                        admitted.tenant):
+            return _error(404, "not_found", "no such subscription")
+        return subscription
+
+    async def show(self, request: Request) -> Response:
+        found = self.owned(request)
+        return found if isinstance(found, Response) else JSONResponse(found.to_json())
+
+    async def delete(self, request: Request) -> Response:
+        found = self.owned(request)
+        if isinstance(found, Response):
+            return found
+        self.store.delete(found.id)
+        self.webhooks.refresh()
+        return Response(status_code=204)
+
+    async def dead_letters(self, request: Request) -> Response:
+        found = self.owned(request)
+        if isinstance(found, Response):
+            return found
+        return JSONResponse({"dead_letters": [letter.to_json() for letter in
+                                              self.store.dead_letters(found.id)]})
+
+    async def redrive(self, request: Request) -> Response:
+        found = self.owned(request)
+        if isinstance(found, Response):
+            return found
+        return JSONResponse({"redriven": self.webhooks.redrive(found.id)}, status_code=202)
 
 
 def _error(status: int, code: str, message: str,

@@ -92,7 +92,12 @@ class Hub:
         self._lock = threading.Lock()
         self._source = source
         self._owner = owner
+        self._listeners: list[Callable[[Item], None]] = []
         self.published = 0
+
+    def add_listener(self, listener: Callable[[Item], None]) -> None:
+        """Also hand every item to `listener` (in the bus's thread; it must not wait)."""
+        self._listeners.append(listener)
 
     def publish(self, event: StateChanged) -> None:
         """The bus subscriber."""
@@ -104,6 +109,8 @@ class Hub:
             clients = tuple(self._clients)
         for client in clients:
             client.offer(item)
+        for listener in self._listeners:
+            listener(item)
 
     def connect(self, client: Client, last_id: str | None) -> tuple[list[Item], bool]:
         """Register `client` and return what it missed after `last_id` (None: nothing) that
@@ -138,11 +145,12 @@ def visible_to(tenant: str | None, admin: bool, pattern: TopicPattern | None) ->
     return visible
 
 
-async def stream(hub: Hub, client: Client, last_id: str | None, *, heartbeat: float,
-                 disconnected: Callable[[], object]) -> AsyncIterator[str]:
-    """The SSE text of one connection: the replay after `last_id`, then live events and a
-    heartbeat comment when idle; ends with an `overflow` event if the client fell behind."""
-    missed, complete = hub.connect(client, last_id)
+async def stream(hub: Hub, client: Client, missed: list[Item], complete: bool, *,
+                 heartbeat: float, disconnected: Callable[[], object]) -> AsyncIterator[str]:
+    """The SSE text of a connection registered with `hub.connect` (before the response
+    starts, so that nothing posted meanwhile is missed): the replay (`missed`), then live
+    events and a heartbeat comment when idle; ends with an `overflow` event if the client fell
+    behind."""
     try:
         yield "retry: 2000\n\n"
         if not complete:

@@ -25,11 +25,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(bus: Any, config: NotifyConfig) -> Iterator[str]:
-    """The service's base URL while the block runs."""
+def serving(bus: Any, config: NotifyConfig, **options: Any) -> Iterator[str]:
+    """The service's base URL while the block runs (`options` go to `create_app`)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(bus, config), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(create_app(bus, config, **options), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

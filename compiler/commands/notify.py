@@ -9,7 +9,8 @@ from typing import Any, TextIO
 HELP = """\
 serve: run the notification service over HTTP (uvicorn): tenants authenticate with their API
 key (Authorization: Bearer KEY) and follow their own resources' events at GET /v1/events
-(Server-Sent Events; resume with Last-Event-ID). With --amqp, the events come from the
+(Server-Sent Events; resume with Last-Event-ID) or subscribe webhooks at /v1/subscriptions
+(kept in --db, signed, retried, dead-lettered). With --amqp, the events come from the
 RabbitMQ exchange fsmc.events (each service process reads a queue of its own, so several can
 run behind a load balancer); without it, only what this process's bus carries.
 
@@ -33,6 +34,8 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--amqp", metavar="URL", help="follow the broker's events")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--db", default="notify.db", metavar="FILE",
+                       help="SQLite file of the webhook subscriptions (default notify.db)")
     serve.set_defaults(run=run_serve)
 
 
@@ -69,8 +72,8 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     err.write(f"fsmc: notification service on http://{args.host}:{args.port}/ "
               f"({tenants} tenant{'' if tenants == 1 else 's'}{source})\n")
     try:
-        uvicorn.run(create_app(bus, config), host=args.host, port=args.port,
-                    log_level="warning")
+        uvicorn.run(create_app(bus, config, subscriptions=args.db), host=args.host,
+                    port=args.port, log_level="warning")
     finally:
         if consumer is not None:
             consumer.close()

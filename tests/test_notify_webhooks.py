@@ -1,0 +1,192 @@
+"""Webhook subscriptions over real HTTP: the service (uvicorn) POSTs to a real receiver on
+loopback (allow-listed), signed; retries, dead letters, redrive, tenancy, validation, restart."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fsmc.notify.config import NotifyConfig, hash_key, parse_config
+from fsmc.runtime import EventBus, StateChanged
+
+from tests.notify_server import serving
+
+KEYS = {"acme": "key-acme", "globex": "key-globex", "admin": "key-admin"}
+SECRET = "s3cret"
+FAST = {"attempts": 3, "base_delay": 0.05, "max_delay": 0.2, "timeout": 5.0}
+
+
+def config(allow: str = "127.0.0.1") -> NotifyConfig:
+    return parse_config(f"""
+[[tenants]]
+id = "acme"
+api_keys = ["{hash_key(KEYS['acme'])}"]
+
+[[tenants]]
+id = "globex"
+api_keys = ["{hash_key(KEYS['globex'])}"]
+
+[admin]
+api_keys = ["{hash_key(KEYS['admin'])}"]
+
+[webhooks]
+allow_hosts = ["{allow}"]
+""")
+
+
+class Receiver:
+    """A webhook receiver on loopback: records (headers, body) of each POST; answers the
+    status codes of `script` in turn (then 200)."""
+
+    def __init__(self, script: list[int] | None = None) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.script = list(script or [])
+        self.calls = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the http.server API names it
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls += 1
+                status = receiver.script.pop(0) if receiver.script else 200
+                if status == 200:
+                    receiver.received.append((dict(self.headers), body))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [json.loads(body) for _, body in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.server.shutdown()
+
+
+def api(base: str, who: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEYS[who]}"},
+                        timeout=10)
+
+
+def subscribe(client: httpx.Client, url: str, topic: str = "#") -> str:
+    answer = client.post("/v1/subscriptions", json={"topic": topic, "kind": "webhook",
+                                                    "url": url, "secret": SECRET})
+    assert answer.status_code == 201, answer.text
+    assert "secret" not in answer.json()
+    return str(answer.json()["id"])
+
+
+def event(account: str, n: int) -> StateChanged:
+    return StateChanged("VirtualMachine", f"{account}-vm-{n}", "StartRequested", "Stopped",
+                        "Starting", (), {"account": account, "n": n})
+
+
+def test_deliveries_are_signed_ordered_and_only_the_tenants_own(receiver: Receiver) -> None:
+    bus = EventBus()
+    with serving(bus, config(), webhook_options=FAST) as base:
+        subscribe(api(base, "acme"), receiver.url)
+        sent = [event("acme", n) if n % 3 else event("globex", n) for n in range(60)]
+        for each in sent:
+            bus.post(each)
+        mine = [e.id for e in sent if e.payload["account"] == "acme"]
+        bodies = receiver.wait_for(len(mine))
+        assert [body["id"] for body in bodies] == mine
+        for headers, body in receiver.received:
+            expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Fsmc-Signature"] == expected
+            assert headers["Content-Type"] == "application/cloudevents+json"
+
+
+def test_a_failing_receiver_gets_retries_then_the_event_is_dead_lettered_and_redriven() -> None:
+    receiver = Receiver(script=[500, 503, 200, 500, 500, 500])
+    bus = EventBus()
+    with serving(bus, config(), webhook_options=FAST) as base:
+        client = api(base, "acme")
+        ident = subscribe(client, receiver.url)
+        first, second = event("acme", 1), event("acme", 2)
+        bus.post(first)  # 500, 503, then 200 on the third attempt
+        assert [b["id"] for b in receiver.wait_for(1)] == [first.id]
+        bus.post(second)  # 500 three times: dead letter
+        deadline = time.monotonic() + 10
+        while not client.get(f"/v1/subscriptions/{ident}/dead-letters").json()[
+                "dead_letters"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        letters = client.get(f"/v1/subscriptions/{ident}/dead-letters").json()["dead_letters"]
+        assert [(letter["event_id"], letter["attempts"]) for letter in letters] == [
+            (second.id, 3)]
+        assert "HTTP 500" in letters[0]["error"]
+        redrive = client.post(f"/v1/subscriptions/{ident}/dead-letters/redrive")
+        assert redrive.status_code == 202 and redrive.json() == {"redriven": 1}
+        assert [b["id"] for b in receiver.wait_for(2)] == [first.id, second.id]
+        assert client.get(f"/v1/subscriptions/{ident}/dead-letters").json() == {
+            "dead_letters": []}
+    receiver.server.shutdown()
+
+
+def test_tenants_cannot_see_or_delete_each_others_subscriptions(receiver: Receiver) -> None:
+    with serving(EventBus(), config(), webhook_options=FAST) as base:
+        acme, globex, admin = api(base, "acme"), api(base, "globex"), api(base, "admin")
+        ident = subscribe(acme, receiver.url)
+        assert globex.get(f"/v1/subscriptions/{ident}").status_code == 404
+        assert globex.delete(f"/v1/subscriptions/{ident}").status_code == 404
+        assert globex.get(f"/v1/subscriptions/{ident}/dead-letters").status_code == 404
+        assert globex.get("/v1/subscriptions").json() == {"subscriptions": []}
+        assert [s["id"] for s in admin.get("/v1/subscriptions").json()["subscriptions"]] == [
+            ident]
+        assert acme.get(f"/v1/subscriptions/{ident}").json()["url"] == receiver.url
+        assert acme.delete(f"/v1/subscriptions/{ident}").status_code == 204
+        assert acme.get(f"/v1/subscriptions/{ident}").status_code == 404
+        assert httpx.get(f"{base}/v1/subscriptions", timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ({"topic": "#", "kind": "webhook", "url": "http://127.0.0.2:9/x", "secret": "s"},
+     "loopback"),
+    ({"topic": "#", "kind": "webhook", "url": "http://169.254.169.254/latest", "secret": "s"},
+     "link-local"),
+    ({"topic": "#", "kind": "webhook", "url": "http://10.0.0.1/x", "secret": "s"}, "private"),
+    ({"topic": "#", "kind": "webhook", "url": "file:///etc/passwd", "secret": "s"}, "http"),
+    ({"topic": "x" * 300, "kind": "webhook", "url": "http://127.0.0.1/x", "secret": "s"},
+     "255"),
+    ({"topic": "#", "kind": "email", "url": "http://127.0.0.1/x", "secret": "s"}, "webhook"),
+])
+def test_malformed_or_internal_targets_are_answered_422(body: dict[str, str],
+                                                        reason: str) -> None:
+    with serving(EventBus(), config(), webhook_options=FAST) as base:
+        answer = api(base, "acme").post("/v1/subscriptions", json=body)
+        assert answer.status_code == 422, answer.text
+        assert reason in answer.json()["message"]
+
+
+def test_subscriptions_survive_a_restart(tmp_path: Path, receiver: Receiver) -> None:
+    database = tmp_path / "subscriptions.db"
+    with serving(EventBus(), config(), subscriptions=database, webhook_options=FAST) as base:
+        ident = subscribe(api(base, "acme"), receiver.url, topic="VirtualMachine.#")
+    bus = EventBus()
+    with serving(bus, config(), subscriptions=database, webhook_options=FAST) as base:
+        assert [s["id"] for s in api(base, "acme").get("/v1/subscriptions").json()[
+            "subscriptions"]] == [ident]
+        again = event("acme", 7)
+        bus.post(again)
+        assert [b["id"] for b in receiver.wait_for(1)] == [again.id]
