@@ -4,6 +4,8 @@ Every request carries `Authorization: Bearer <key>`; a missing or unknown key is
 a key over its rate limit 429 with `Retry-After`. A tenant sees only the events of its own
 resources (`payload["account"]`); the admin sees all.
 
+- `GET /`: a web page that asks for an API key and shows that tenant's subscriptions and
+  events live.
 - `GET /v1/events[?topic=PATTERN]`: Server-Sent Events, one `StateChanged` event per
   transition (`id:` the event id, `data:` its CloudEvents JSON), resuming after the
   `Last-Event-ID` header from the replay log; `: heartbeat` comments while idle. A malformed
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,7 @@ def create_app(bus: Any, config: NotifyConfig, *, subscriptions: str | Path = ":
     service = _Service(hub, config, store, webhooks)
     one = "/v1/subscriptions/{id}"
     app = Starlette(routes=[
+        Route("/", _page, methods=["GET"]),
         Route("/v1/events", service.events, methods=["GET"]),
         Route("/v1/subscriptions", service.create, methods=["POST"]),
         Route("/v1/subscriptions", service.list, methods=["GET"]),
@@ -73,6 +77,17 @@ def create_app(bus: Any, config: NotifyConfig, *, subscriptions: str | Path = ":
     app.state.webhooks = webhooks
     app.state.config = config
     return app
+
+
+_PAGE = (resources.files("fsmc.notify") / "static" / "index.html").read_bytes()
+
+
+async def _page(request: Request) -> Response:
+    """The web page: enter an API key, see that tenant's subscriptions and events live."""
+    return Response(_PAGE, media_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": "default-src 'self'; script-src "
+                             "'unsafe-inline'; style-src 'unsafe-inline'",
+                             "X-Content-Type-Options": "nosniff"})
 
 
 def _closing(webhooks: WebhookDispatcher, store: SubscriptionStore) -> Any:
