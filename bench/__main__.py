@@ -6,6 +6,7 @@
     python -m bench --only bus --only async --json out.json
     python -m bench --store         # also run `python -m bench.store` (persisted transitions)
     python -m bench --amqp          # also run `python -m bench.amqp` (RabbitMQ publisher)
+    python -m bench --notify        # also run `python -m bench.notify` (SSE latency, webhooks)
 
 Cases: transition (1), memory (2), bus (3), async (4), compile (5). The table and the target
 verdicts are printed; the exit status is 0 whatever the verdicts (a benchmark reports, it does
@@ -41,6 +42,8 @@ CASES = {
 EXTERNAL = {
     "store": ("bench.store", "6. Persisted transitions (python -m bench.store)"),
     "amqp": ("bench.amqp", "7. Broker: confirmed events/s (python -m bench.amqp)"),
+    "notify": ("bench.notify", "8. Notification service: SSE latency, webhook rate "
+                               "(python -m bench.notify)"),
 }
 
 
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run bench/store.py (persisted transitions)")
     parser.add_argument("--amqp", action="store_true",
                         help="also run bench/amqp.py (RabbitMQ publisher vs raw pika)")
+    parser.add_argument("--notify", action="store_true",
+                        help="also run bench/notify.py (notification service end to end)")
     args = parser.parse_args(argv)
     settings = Settings.make(args.quick)
     env = environment(settings)

@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ class Reader:
     topic: str | None = None
     last_id: str | None = None
     stall: float = 0.0  # seconds to stop reading after the first line (a stalled client)
+    on_event: Callable[[str], None] | None = None  # told each event id as it arrives
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
     status: int | None = None
@@ -88,6 +89,8 @@ class Reader:
                         data = line[6:]
                     elif line == "" and data:
                         if kind == "StateChanged":
+                            if self.on_event is not None:
+                                self.on_event(ident)
                             self.events.append((ident, json.loads(data)))
                         else:
                             self.notices.append((kind, data))
