@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ def create_app(bus: Any, config: NotifyConfig, *, subscriptions: str | Path = ":
     store = SubscriptionStore(subscriptions)
     webhooks = WebhookDispatcher(store, config.allow_hosts, **(webhook_options or {}))
     hub.add_listener(webhooks.offer)
-    bus.subscribe(hub.publish, StateChanged)
+    handle = bus.subscribe(hub.publish, StateChanged)
     service = _Service(hub, config, store, webhooks)
     one = "/v1/subscriptions/{id}"
     app = Starlette(routes=[
@@ -71,7 +71,7 @@ def create_app(bus: Any, config: NotifyConfig, *, subscriptions: str | Path = ":
         Route(one, service.delete, methods=["DELETE"]),
         Route(one + "/dead-letters", service.dead_letters, methods=["GET"]),
         Route(one + "/dead-letters/redrive", service.redrive, methods=["POST"]),
-    ], lifespan=_closing(webhooks, store))
+    ], lifespan=_closing(lambda: bus.unsubscribe(handle), webhooks, store))
     app.state.hub = hub
     app.state.store = store
     app.state.webhooks = webhooks
@@ -90,11 +90,14 @@ async def _page(request: Request) -> Response:
                              "X-Content-Type-Options": "nosniff"})
 
 
-def _closing(webhooks: WebhookDispatcher, store: SubscriptionStore) -> Any:
-    """The app's lifespan: at shutdown, stop the webhook lanes, then close the store."""
+def _closing(unsubscribe: Callable[[], object], webhooks: WebhookDispatcher,
+             store: SubscriptionStore) -> Any:
+    """The app's lifespan: at shutdown, leave the bus, stop the webhook lanes, then close the
+    store."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        unsubscribe()
         webhooks.close()
         store.close()
 
