@@ -7,7 +7,8 @@ own lane. A delivery is the event's CloudEvents JSON with headers `Content-Type:
 application/cloudevents+json`, `X-Fsmc-Signature: sha256=<hex HMAC-SHA256 of the body with the
 subscription's secret>`, `X-Fsmc-Event-Id` and `X-Fsmc-Subscription`. A non-2xx answer, a
 timeout or a connection error is retried with exponential backoff and jitter; after `attempts`
-tries the event goes to the subscription's dead letters (listed and re-driven through the API).
+tries the event goes to the subscription's dead letters (listed and re-driven through the API);
+so does an event that finds `lane_limit` events already waiting for that receiver.
 The target is checked again before every attempt (a name may resolve elsewhere since the
 subscription was made), so the service cannot be pointed at internal addresses.
 """
@@ -87,8 +88,7 @@ class _Lane:
                 item = self.queue[0]
             self._deliver(self, item)
             with self.cond:
-                if self.queue and self.queue[0] is item:
-                    self.queue.popleft()
+                self.queue.popleft()  # only this thread takes from the queue
 
 
 class WebhookDispatcher:
@@ -96,9 +96,13 @@ class WebhookDispatcher:
 
     def __init__(self, store: SubscriptionStore, allow_hosts: frozenset[str], *,
                  attempts: int = 5, base_delay: float = 0.5, max_delay: float = 60.0,
-                 timeout: float = 10.0, resolve: Callable[..., Any] | None = None) -> None:
-        if attempts < 1 or base_delay <= 0 or max_delay < base_delay or timeout <= 0:
-            raise ValueError("attempts >= 1, 0 < base_delay <= max_delay and timeout > 0")
+                 timeout: float = 10.0, lane_limit: int = 10_000,
+                 resolve: Callable[..., Any] | None = None) -> None:
+        if attempts < 1 or base_delay <= 0 or max_delay < base_delay or timeout <= 0 or \
+                lane_limit < 1:
+            raise ValueError("attempts >= 1, 0 < base_delay <= max_delay, timeout > 0 and "
+                             "lane_limit >= 1")
+        self._lane_limit = lane_limit
         self._store = store
         self._allow_hosts = allow_hosts
         self._attempts = attempts
@@ -129,8 +133,16 @@ class WebhookDispatcher:
         with self._lock:
             lanes = tuple(self._lanes.values())
         for lane in lanes:
-            if lane.wants(item):
+            if not lane.wants(item):
+                continue
+            if len(lane.queue) < self._lane_limit:
                 lane.put(item)
+            else:  # a receiver this far behind: kept as a dead letter, never dropped
+                self._store.add_dead_letter(DeadLetter(
+                    lane.subscription.id, item.id, item.body, 0,
+                    f"not attempted: {self._lane_limit} events were already waiting for this "
+                    "receiver", time.time()))
+                self._count("dead_lettered")
 
     def redrive(self, subscription_id: str) -> int:
         """Send a subscription's dead letters again (in their order); how many."""

@@ -190,3 +190,24 @@ def test_subscriptions_survive_a_restart(tmp_path: Path, receiver: Receiver) -> 
         again = event("acme", 7)
         bus.post(again)
         assert [b["id"] for b in receiver.wait_for(1)] == [again.id]
+
+
+def test_a_receiver_too_far_behind_gets_dead_letters_not_an_endless_queue() -> None:
+    receiver = Receiver(script=[500] * 1000)
+    bus = EventBus()
+    options = {**FAST, "attempts": 1, "lane_limit": 3}
+    with serving(bus, config(), webhook_options=options) as base:
+        client = api(base, "acme")
+        ident = subscribe(client, receiver.url)
+        for n in range(20):
+            bus.post(event("acme", n))
+        deadline = time.monotonic() + 10
+        letters: list[dict[str, Any]] = []
+        while len(letters) < 20 and time.monotonic() < deadline:
+            letters = client.get(f"/v1/subscriptions/{ident}/dead-letters").json()[
+                "dead_letters"]
+            time.sleep(0.05)
+        assert len(letters) == 20  # every event is accounted for
+        assert any(letter["error"].startswith("not attempted: 3 events were already waiting")
+                   for letter in letters)
+    receiver.server.shutdown()
