@@ -17,32 +17,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any
 
 import httpx
-from fsmc.notify.config import hash_key, parse_config
 from fsmc.runtime import EventBus, StateChanged
 
 from generated.virtual_machine import VirtualMachine
-from tests.notify_server import Reader, serving
+from tests.notify_server import KEYS, Reader, config, serving
 from tests.test_notify_webhooks import Receiver
 
-KEY = "bench-key"
-
-
-def config(allow: str = "") -> Any:
-    return parse_config(f"""
-[admin]
-api_keys = ["{hash_key(KEY)}"]
-
-[webhooks]
-allow_hosts = [{f'"{allow}"' if allow else ''}]
-
-[limits]
-client_queue = 100000
-rate = 1000
-burst = 1000
-""")
+KEY = KEYS["admin"]
+LIMITS = {"client_queue": 100_000, "rate": 1000, "burst": 1000}
 
 
 def percentiles(values: list[float]) -> str:
@@ -66,7 +50,7 @@ def sse_latency(clients: int, events: int, rate: float) -> tuple[list[float], li
     bus.subscribe(stamp, StateChanged)
     bus.subscribe(plain, StateChanged)
     received: list[float] = []
-    with serving(bus, config()) as base:
+    with serving(bus, config(**LIMITS)) as base:
         arrivals: list[dict[str, float]] = [{} for _ in range(clients)]
         readers = [Reader(base, KEY, on_event=lambda ident, seen=seen: seen.__setitem__(
             ident, time.perf_counter())).start() for seen in arrivals]
@@ -92,7 +76,7 @@ def webhook_rate(events: int) -> tuple[float, float]:
     sent = [StateChanged("VirtualMachine", f"vm-{n}", "StartRequested", "Stopped", "Starting",
                          (), {"account": "acct-01"}) for n in range(events)]
     try:
-        with serving(bus, config(allow="127.0.0.1")) as base:
+        with serving(bus, config(allow="127.0.0.1", **LIMITS)) as base:
             created = httpx.post(f"{base}/v1/subscriptions", timeout=10,
                                  headers={"Authorization": f"Bearer {KEY}"},
                                  json={"topic": "#", "kind": "webhook", "url": receiver.url,

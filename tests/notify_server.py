@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,13 +14,24 @@ from typing import Any
 import httpx
 import uvicorn
 from fsmc.notify.app import create_app
-from fsmc.notify.config import NotifyConfig
+from fsmc.notify.config import NotifyConfig, hash_key, parse_config
+
+from tests.ports import free_port
+
+KEYS = {"acme": "key-acme", "globex": "key-globex", "admin": "key-admin"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def config(allow: str | None = None, **limits: float) -> NotifyConfig:
+    """Tenants `acme` and `globex` and the admin, with the keys of `KEYS`; `allow` is an
+    allow-listed webhook host, `limits` the [limits] table."""
+    text = "".join(f'[[tenants]]\nid = "{tenant}"\napi_keys = ["{hash_key(KEYS[tenant])}"]\n\n'
+                   for tenant in ("acme", "globex"))
+    text += f'[admin]\napi_keys = ["{hash_key(KEYS["admin"])}"]\n'
+    if allow is not None:
+        text += f'\n[webhooks]\nallow_hosts = ["{allow}"]\n'
+    if limits:
+        text += "\n[limits]\n" + "".join(f"{name} = {value}\n" for name, value in limits.items())
+    return parse_config(text)
 
 
 @contextlib.contextmanager

@@ -15,11 +15,12 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.ports import free_port
 
 __all__ = ["Server", "binaries", "database_url", "fresh_url", "shared", "start"]
 
@@ -56,12 +57,6 @@ class Server:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start(settings: dict[str, str] | None = None) -> Server:
     """Start a new cluster. `settings` are server options (`-c name=value`)."""
     bindir = binaries()
@@ -81,7 +76,7 @@ def start(settings: dict[str, str] | None = None) -> Server:
                         "--auth=trust", "-E", "UTF8", "--no-sync"],
                        check=True, capture_output=True, timeout=120)
         for _attempt in range(5):  # the port may be taken between probing and binding
-            port = _free_port()
+            port = free_port()
             flags = f"-p {port} -k {folder} " + " ".join(
                 f"-c {name}={value}" for name, value in options.items())
             try:

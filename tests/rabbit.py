@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 __all__ = ["Server", "available", "binaries", "shared", "start"]
 
 # The AMQP 0-9-1 protocol header; a ready broker answers it with a method frame on channel 0
@@ -62,12 +64,6 @@ def available() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _speaks_amqp(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
@@ -92,11 +88,11 @@ class Server:
     def __init__(self, folder: Path, bindir: Path, epmd: str) -> None:
         self.folder = folder
         self.bindir = bindir
-        self.port = _free_port()
+        self.port = free_port()
         self.node = f"fsmc-test-{os.getpid()}-{secrets.token_hex(3)}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         self.log = folder / "server.log"  # the node's stdout (its log goes there too)
-        epmd_port = _free_port()
+        epmd_port = free_port()
         cookie = folder / ".erlang.cookie"  # HOME is the folder: root's cookie is not used
         cookie.write_text(secrets.token_hex(16))
         cookie.chmod(0o400)
@@ -114,7 +110,7 @@ class Server:
             "RABBITMQ_USE_LONGNAME": "false",
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(_free_port()),
+            "RABBITMQ_DIST_PORT": str(free_port()),
             "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
             "RABBITMQ_LOG_BASE": str(folder / "log"),
             "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),

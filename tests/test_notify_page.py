@@ -12,26 +12,14 @@ from typing import Any
 import pytest
 from fsmc.runtime import EventBus, StateChanged
 
-from tests.notify_server import serving
-from tests.test_notify_stream import KEYS, config
-from tests.test_review_browser import CHROMIUM_ARGS, chromium_path
+from tests.browser import chromium
+from tests.notify_server import KEYS, config, serving
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("Chromium is not installed (Debian/Ubuntu: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("Playwright for Python is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
+    with chromium() as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -9,28 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fsmc.notify.config import NotifyConfig, hash_key, parse_config
 from fsmc.runtime import EventBus, StateChanged
 
-from tests.notify_server import Reader, serving
-
-KEYS = {"acme": "key-acme", "globex": "key-globex", "admin": "key-admin"}
-
-
-def config(**limits: float) -> NotifyConfig:
-    extra = "".join(f"{name} = {value}\n" for name, value in limits.items())
-    return parse_config(f"""
-[[tenants]]
-id = "acme"
-api_keys = ["{hash_key(KEYS['acme'])}"]
-
-[[tenants]]
-id = "globex"
-api_keys = ["{hash_key(KEYS['globex'])}"]
-
-[admin]
-api_keys = ["{hash_key(KEYS['admin'])}"]
-""" + (f"\n[limits]\n{extra}" if extra else ""))
+from tests.notify_server import KEYS, Reader, config, serving
 
 
 def event(account: str, n: int, machine: str = "VirtualMachine") -> StateChanged:

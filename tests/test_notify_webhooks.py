@@ -15,32 +15,19 @@ from typing import Any
 
 import httpx
 import pytest
-from fsmc.notify.config import NotifyConfig, hash_key, parse_config
+from fsmc.notify.config import NotifyConfig
 from fsmc.runtime import EventBus, StateChanged
 
-from tests.notify_server import serving
+from tests.notify_server import KEYS, serving
+from tests.notify_server import config as tenants
 
-KEYS = {"acme": "key-acme", "globex": "key-globex", "admin": "key-admin"}
 SECRET = "s3cret"
 FAST = {"attempts": 3, "base_delay": 0.05, "max_delay": 0.2, "timeout": 5.0}
 
 
-def config(allow: str = "127.0.0.1") -> NotifyConfig:
-    return parse_config(f"""
-[[tenants]]
-id = "acme"
-api_keys = ["{hash_key(KEYS['acme'])}"]
-
-[[tenants]]
-id = "globex"
-api_keys = ["{hash_key(KEYS['globex'])}"]
-
-[admin]
-api_keys = ["{hash_key(KEYS['admin'])}"]
-
-[webhooks]
-allow_hosts = ["{allow}"]
-""")
+def config() -> NotifyConfig:
+    """The test tenants, with webhooks allowed to reach the receiver on loopback."""
+    return tenants(allow="127.0.0.1")
 
 
 class Receiver:

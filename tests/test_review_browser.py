@@ -11,7 +11,6 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -23,20 +22,10 @@ import pytest
 from fsmc.compiler.cli import main
 from fsmc.compiler.project import check
 
+from tests.browser import chromium
 from tests.conftest import ROOT, dot_missing_reason
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 HOSTILE = r'Quotes \"q\", <script>alert(1)</script> & <b>tags</b>, backslash \\ and \n newline'
-
-
-def chromium_path() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 # --- the site as files ------------------------------------------------------------------------
@@ -126,19 +115,8 @@ def browser(server: str) -> Iterator[Any]:
     reason = dot_missing_reason()
     if reason is not None:
         pytest.skip(f"the review site's diagrams need Graphviz: {reason}")
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("Chromium is not installed (Debian/Ubuntu: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("Playwright for Python is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
+    with chromium() as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -1,14 +1,32 @@
-"""What several subcommands share: reporting a checked project."""
+"""What several subcommands share: option types, subcommands with actions, reporting a
+checked project."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import TextIO
+from typing import Any, TextIO
 
 from fsmc.compiler.project import Project
 from fsmc.compiler.report import render_json, render_text, summary
 from fsmc.dsl.spans import SourceText
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def add_actions(subparsers: Any, name: str, help: str, description: str) -> Any:
+    """A subcommand `fsmc NAME ACTION ...` (its own help text shown as written); returns the
+    group to add each action's parser to."""
+    parser = subparsers.add_parser(name, help=help, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                 parser_class=type(parser))
 
 
 def add_check_options(parser: argparse.ArgumentParser) -> None:

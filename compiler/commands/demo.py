@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import review
+from .common import positive_int
 
 HELP = """\
 Simulate a CloudStack zone: ACCOUNTS accounts with VMS user VMs, their volumes, NICs, public
@@ -39,9 +40,9 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="simulate a small cloud and bill it",
                                    description=HELP,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--accounts", type=_positive, default=10, metavar="N",
+    parser.add_argument("--accounts", type=positive_int, default=10, metavar="N",
                         help="accounts (default 10)")
-    parser.add_argument("--vms", type=_positive, default=2000, metavar="N",
+    parser.add_argument("--vms", type=positive_int, default=2000, metavar="N",
                         help="user VMs (default 2000)")
     parser.add_argument("--days", type=_positive_float, default=30.0, metavar="DAYS",
                         help="simulated days (default 30)")
@@ -49,7 +50,7 @@ def add_parser(subparsers: Any) -> None:
                         help="wall-clock seconds to play the period over; 0: as fast as "
                              "possible (default 20)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--workers", type=_positive, default=2, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=2, metavar="N",
                         help="event bus delivery threads (default 2)")
     parser.add_argument("--out", default="demo-output", metavar="DIR",
                         help="where the audit trail and usage database go "
@@ -64,13 +65,6 @@ def add_parser(subparsers: Any) -> None:
                              "fsmc.events; queue fsmc.billing is declared for `fsmc events "
                              "bill`)")
     parser.set_defaults(run=run)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
 
 
 def _positive_float(text: str) -> float:

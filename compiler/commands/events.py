@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from .common import add_actions, positive_int
+
 HELP = """\
 tail: print the events of the exchange whose topics match the --bind patterns (AMQP topic
 rules: `*` one word, `#` zero or more), one line each or their CloudEvents JSON (--json),
@@ -28,17 +30,13 @@ examples:
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("events", help="follow events through a RabbitMQ broker",
-                                   description=HELP,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
-                                    parser_class=type(parser))
+    actions = add_actions(subparsers, "events", "follow events through a RabbitMQ broker", HELP)
     tail = actions.add_parser("tail", help="print events as they arrive")
     _broker_options(tail)
     tail.add_argument("--bind", action="append", metavar="PATTERN",
                       help="topic pattern to follow (repeatable; default: '#', everything)")
     tail.add_argument("--json", action="store_true", help="print each event's CloudEvent")
-    tail.add_argument("--count", type=_positive, metavar="N", help="stop after N events")
+    tail.add_argument("--count", type=positive_int, metavar="N", help="stop after N events")
     tail.set_defaults(run=run_tail)
     bill = actions.add_parser("bill", help="record usage from the broker")
     _broker_options(bill)
@@ -54,13 +52,6 @@ def _broker_options(parser: argparse.ArgumentParser) -> None:
                         help="the broker, e.g. amqp://guest:guest@localhost:5672/%%2F")
     parser.add_argument("--exchange", default="fsmc.events",
                         help="topic exchange (default fsmc.events)")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
 
 
 @contextmanager

@@ -6,6 +6,8 @@ import argparse
 import logging
 from typing import Any, TextIO
 
+from .common import add_actions
+
 HELP = """\
 serve: run the notification service over HTTP (uvicorn): tenants authenticate with their API
 key (Authorization: Bearer KEY) and follow their own resources' events at GET /v1/events
@@ -24,11 +26,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("notify", help="the notification service",
-                                   description=HELP,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
-                                    parser_class=type(parser))
+    actions = add_actions(subparsers, "notify", "the notification service", HELP)
     serve = actions.add_parser("serve", help="run the service")
     serve.add_argument("--config", required=True, metavar="FILE", help="the TOML config")
     serve.add_argument("--amqp", metavar="URL", help="follow the broker's events")

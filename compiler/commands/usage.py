@@ -7,6 +7,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from .common import add_actions
+
 HELP = """\
 report: print usage over a time window [FROM, TO) (ISO 8601; a time without a zone is UTC;
 default: from the first event to the last one in the database): one row per account with
@@ -24,11 +26,7 @@ examples:
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("usage", help="usage reports from a usage database",
-                                   description=HELP,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
-                                    parser_class=type(parser))
+    actions = add_actions(subparsers, "usage", "usage reports from a usage database", HELP)
     report = actions.add_parser("report", help="usage per account and resource")
     report.add_argument("--db", required=True, metavar="FILE", help="the usage database")
     report.add_argument("--from", dest="start", type=_moment, metavar="ISO",
