@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,8 +16,6 @@ import httpx
 import uvicorn
 from fsmc.notify.app import create_app
 from fsmc.notify.config import NotifyConfig, hash_key, parse_config
-
-from tests.ports import free_port
 
 KEYS = {"acme": "key-acme", "globex": "key-globex", "admin": "key-admin"}
 
@@ -36,11 +35,16 @@ def config(allow: str | None = None, **limits: float) -> NotifyConfig:
 
 @contextlib.contextmanager
 def serving(bus: Any, config: NotifyConfig, **options: Any) -> Iterator[str]:
-    """The service's base URL while the block runs (`options` go to `create_app`)."""
-    port = free_port()
+    """The service's base URL while the block runs (`options` go to `create_app`). The
+    listening socket is bound here and handed to uvicorn, so no other server can hold or take
+    the port in between; at the end open streams are closed at once (`force_exit`), so a
+    server never outlives its test."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
     server = uvicorn.Server(uvicorn.Config(create_app(bus, config, **options), host="127.0.0.1",
                                            port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -50,8 +54,9 @@ def serving(bus: Any, config: NotifyConfig, **options: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.should_exit = server.force_exit = True
         thread.join(10)
+        listener.close()
 
 
 @dataclass

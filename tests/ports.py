@@ -1,4 +1,5 @@
-"""A free TCP port on 127.0.0.1, for the servers tests start (PostgreSQL, RabbitMQ, uvicorn).
+"""A free TCP port on 127.0.0.1, for the servers tests start as other processes (PostgreSQL,
+RabbitMQ).
 Another process may take it before the server binds it: callers that can, retry."""
 
 from __future__ import annotations
