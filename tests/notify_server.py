@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from fsmc.notify.app import create_app
 from fsmc.notify.config import NotifyConfig, hash_key, parse_config
+from fsmc.notify.server import BackgroundServer
 
 KEYS = {"acme": "key-acme", "globex": "key-globex", "admin": "key-admin"}
 
@@ -35,28 +34,11 @@ def config(allow: str | None = None, **limits: float) -> NotifyConfig:
 
 @contextlib.contextmanager
 def serving(bus: Any, config: NotifyConfig, **options: Any) -> Iterator[str]:
-    """The service's base URL while the block runs (`options` go to `create_app`). The
-    listening socket is bound here and handed to uvicorn, so no other server can hold or take
-    the port in between; at the end open streams are closed at once (`force_exit`), so a
-    server never outlives its test."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = int(listener.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(bus, config, **options), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = server.force_exit = True
-        thread.join(10)
-        listener.close()
+    """The service's base URL while the block runs (`options` go to `create_app`), served by
+    `BackgroundServer`: its own listening socket, open streams closed at the end, so a server
+    never outlives its test."""
+    with BackgroundServer(create_app(bus, config, **options)) as server:
+        yield server.url
 
 
 @dataclass
