@@ -14,6 +14,7 @@ the usage report's top 10.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from .usage_report import Report, format_report, load_report
 
 if TYPE_CHECKING:
     from fsmc.runtime.amqp import AmqpPublisher
+
+    from .notify_demo import DemoService
 
 __all__ = ["ORIGIN", "DemoConfig", "DemoResult", "format_summary", "run_demo"]
 
@@ -84,10 +87,12 @@ class DemoResult:
     files: dict[str, Path] = field(default_factory=dict)
     broker: dict[str, int] | None = None  # the publisher's counters with --amqp
     broker_error: str | None = None
+    notify: dict[str, int] | None = None  # the notification service's counters with --notify
+    notify_url: str = ""
 
     @property
     def subscribers(self) -> int:
-        return SUBSCRIBERS + (self.broker is not None)
+        return SUBSCRIBERS + (self.broker is not None) + (self.notify is not None)
 
     @property
     def all_delivered(self) -> bool:
@@ -97,6 +102,7 @@ class DemoResult:
                 and stats["posted"] == self.posted_by_machines == self.transitions
                 and stats["delivered"] == stats["posted"] * self.subscribers
                 and self.counts.total == self.audit_lines == stats["posted"]
+                and (self.notify is None or self.notify["published"] == stats["posted"])
                 and self.broker_error is None)
 
     @property
@@ -132,8 +138,11 @@ def _fresh(out: Path) -> dict[str, Path]:
     return files
 
 
-def run_demo(config: DemoConfig, *, progress: TextIO | None = None) -> DemoResult:
-    """Run the simulation (see the module documentation) and return what happened."""
+def run_demo(config: DemoConfig, *, progress: TextIO | None = None,
+             service: DemoService | None = None) -> DemoResult:
+    """Run the simulation (see the module documentation) and return what happened. With a
+    `service` (`fsmc.contrib.notify_demo`), the notification service follows the bus from
+    before the first event; the caller stops it."""
     files = _fresh(config.out)
     period = config.days * 86400.0
     bus = EventBus(mode="threads", workers=config.workers)
@@ -146,6 +155,18 @@ def run_demo(config: DemoConfig, *, progress: TextIO | None = None) -> DemoResul
     publisher = _publisher(config.amqp)
     if publisher is not None:
         bus.subscribe(publisher, topic="#")
+    if service is not None:
+        try:
+            service.attach(bus, config.out)
+        except BaseException:  # the port is taken, or Ctrl-C while waiting for clients
+            service.stop()
+            bus.close()
+            meter.close()
+            audit.close()
+            if publisher is not None:
+                with contextlib.suppress(FsmcError):
+                    publisher.close(timeout=5)
+            raise
     clock = SimulatedTime(bus, ORIGIN)
     sim = Simulation(clock, period, seed=config.seed)
     cloud = Cloud(sim, clock, accounts=config.accounts, vms=config.vms)
@@ -185,7 +206,9 @@ def run_demo(config: DemoConfig, *, progress: TextIO | None = None) -> DemoResul
                       sim.rejected, sim.unexpected, bus.stats(), undelivered,
                       counters.snapshot(), Counter(cloud.created), audit.written,
                       meter.stats(), report, files,
-                      None if publisher is None else publisher.stats(), broker_error)
+                      None if publisher is None else publisher.stats(), broker_error,
+                      None if service is None else service.stats(),
+                      "" if service is None else service.url)
 
 
 def _publisher(url: str | None) -> AmqpPublisher | None:
@@ -199,6 +222,10 @@ def _publisher(url: str | None) -> AmqpPublisher | None:
 
     declare_queue(url, BILLING_QUEUE)
     return AmqpPublisher(url, buffer=100_000)
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _rate(count: int, seconds: float) -> str:
@@ -240,6 +267,9 @@ def format_summary(result: DemoResult, *, top: int = 10) -> str:
             "resent); bill them with `fsmc events bill`")
     if result.broker_error:
         add(f"BROKER       {result.broker_error}")
+    if result.notify is not None:
+        add(f"notify       {result.notify['published']:,} events served at {result.notify_url}/ "
+            f"({_count(result.notify['clients'], 'stream client')} connected at the end)")
     meter = result.meter_stats
     add(f"usage meter  {meter['recorded']:,} events kept, {meter['skipped']:,} not billable, "
         f"{meter['duplicates']} duplicates")

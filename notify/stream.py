@@ -6,7 +6,9 @@ encodes each event once (the CloudEvents JSON of the broker contract), appends i
 log and offers it to every client whose principal may see it and whose topic pattern matches.
 A client is read by its HTTP response on the event loop; the bus thread never waits for it: a
 client whose queue is full is marked overflowed, and its stream ends with an `overflow` event
-saying why (it can reconnect with `Last-Event-ID` and resume from the log).
+saying why (it can reconnect with `Last-Event-ID` and resume from the log). `Hub.close` ends
+every stream after what it holds with a `shutdown` event, so that a server can stop gracefully
+(an open stream would otherwise keep it waiting).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Client:
     queue: deque[Item] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
+    closing: bool = False  # the hub is closing: end after what is queued
     _waiting: bool = False
 
     def offer(self, item: Item) -> None:
@@ -66,11 +69,17 @@ class Client:
             self._waiting = False
             self.loop.call_soon_threadsafe(self.wakeup.set)
 
+    def close(self) -> None:
+        """From any thread: end the stream once its queue is sent."""
+        self.closing = True
+        self.loop.call_soon_threadsafe(self.wakeup.set)
+
     async def wait(self, timeout: float) -> None:
-        """On the loop: until something was offered (or overflowed), at most `timeout`."""
+        """On the loop: until something was offered (or overflowed, or closing), at most
+        `timeout`."""
         self.wakeup.clear()
         self._waiting = True
-        if self.queue or self.overflowed:
+        if self.queue or self.overflowed or self.closing:
             self._waiting = False
             return
         try:
@@ -93,6 +102,7 @@ class Hub:
         self._source = source
         self._owner = owner
         self._listeners: list[Callable[[Item], None]] = []
+        self._closed = False
         self.published = 0
 
     def add_listener(self, listener: Callable[[Item], None]) -> None:
@@ -118,12 +128,23 @@ class Hub:
         with self._lock:
             self._clients.add(client)
             log = list(self._log)
+            if self._closed:
+                client.close()
         if last_id is None:
             return [], True
         for index, item in enumerate(log):
             if item.id == last_id:
                 return [later for later in log[index + 1:] if client.visible(later)], True
         return [later for later in log if client.visible(later)], False
+
+    def close(self) -> None:
+        """End every stream, now and from now on, with a `shutdown` event after what it
+        holds (the clients may resume elsewhere with `Last-Event-ID`)."""
+        with self._lock:
+            self._closed = True
+            clients = tuple(self._clients)
+        for client in clients:
+            client.close()
 
     def disconnect(self, client: Client) -> None:
         with self._lock:
@@ -150,7 +171,7 @@ async def stream(hub: Hub, client: Client, missed: list[Item], complete: bool, *
     """The SSE text of a connection registered with `hub.connect` (before the response
     starts, so that nothing posted meanwhile is missed): the replay (`missed`), then live
     events and a heartbeat comment when idle; ends with an `overflow` event if the client fell
-    behind."""
+    behind, or a `shutdown` event when the hub closes."""
     try:
         yield "retry: 2000\n\n"
         if not complete:
@@ -171,8 +192,12 @@ async def stream(hub: Hub, client: Client, missed: list[Item], complete: bool, *
                        f"{client.limit} events behind; reconnect with Last-Event-ID to "
                        "resume\"}\n\n")
                 return
+            if client.closing:
+                yield ("event: shutdown\ndata: {\"reason\": \"the service is shutting down; "
+                       "reconnect with Last-Event-ID to resume\"}\n\n")
+                return
             await client.wait(heartbeat)
-            if not client.queue and not client.overflowed:
+            if not client.queue and not client.overflowed and not client.closing:
                 if await _call(disconnected):
                     return
                 yield ": heartbeat\n\n"

@@ -9,10 +9,14 @@ import io
 import logging
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import review
 from .common import positive_int
+
+if TYPE_CHECKING:
+    from fsmc.contrib import demo as contrib_demo
+    from fsmc.contrib.notify_demo import DemoService
 
 HELP = """\
 Simulate a CloudStack zone: ACCOUNTS accounts with VMS user VMs, their volumes, NICs, public
@@ -33,6 +37,13 @@ examples:
   fsmc demo --vms 10000 --accounts 40 --seconds 0
   fsmc usage report --db demo-output/usage.db --account acct-03
   fsmc demo --amqp amqp://guest:guest@localhost:5672/%2F   (beside `fsmc events bill`)
+  fsmc demo --notify 8080 --wait-clients 1 --linger 60
+      (then: curl -N -H 'Authorization: Bearer demo-acct-01' http://127.0.0.1:8080/v1/events)
+
+With --notify, the notification service (docs/notify.md) follows the demo's bus on HOST:PORT
+(default host 127.0.0.1): one tenant per account, acct-01 with the API key demo-acct-01 and so
+on, the admin with demo-admin (or the tenants and keys of --notify-config FILE). Open the URL in
+a browser and enter a key, or follow the stream with curl.
 """
 
 
@@ -64,7 +75,26 @@ def add_parser(subparsers: Any) -> None:
                         help="also publish every event to this RabbitMQ broker (exchange "
                              "fsmc.events; queue fsmc.billing is declared for `fsmc events "
                              "bill`)")
+    notify = parser.add_argument_group("the notification service")
+    notify.add_argument("--notify", type=_address, metavar="[HOST:]PORT",
+                        help="serve the events to tenants over HTTP while the demo runs")
+    notify.add_argument("--notify-config", metavar="FILE",
+                        help="the service's TOML config (default: a tenant per demo account)")
+    notify.add_argument("--wait-clients", type=positive_int, default=0, metavar="N",
+                        help="wait for N stream clients before simulating")
+    notify.add_argument("--linger", type=_not_negative, default=0.0, metavar="SECONDS",
+                        help="keep serving SECONDS after the simulation (default 0)")
     parser.set_defaults(run=run)
+
+
+def _address(text: str) -> tuple[str, int]:
+    """`[HOST:]PORT` (an IPv6 host in brackets: `[::1]:8080`) as (host, port)."""
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if colon else "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) < 65536 or (colon and not host):
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT with a port from 0 (any free "
+                                         f"one) to 65535, not {text!r}")
+    return host, int(port)
 
 
 def _positive_float(text: str) -> float:
@@ -124,16 +154,59 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if problem is not None:
         err.write(f"fsmc: error: {problem}\n")
         return 2
-    from fsmc.contrib.demo import DemoConfig, format_summary, run_demo
+    from fsmc.contrib.demo import DemoConfig
 
     config = DemoConfig(accounts=args.accounts, vms=args.vms, days=args.days,
                         seconds=args.seconds, seed=args.seed, out=Path(args.out),
                         workers=args.workers, amqp=args.amqp)
+    service = _service(args, err)
+    if isinstance(service, int):
+        return service
     if args.amqp:
         logging.getLogger("pika").setLevel(logging.CRITICAL)  # fsmc says what matters
     try:
-        result = run_demo(config, progress=err)
-    except OSError as error:  # an output folder that cannot be written
+        return _run(args, config, service, out, err)
+    finally:
+        if service is not None:
+            service.stop()
+
+
+def _service(args: argparse.Namespace, err: TextIO) -> DemoService | int | None:
+    """The notification service asked for with --notify (None: not asked for), or the exit
+    status of a usage error."""
+    if args.notify is None:
+        for option, given in (("--notify-config", args.notify_config),
+                              ("--wait-clients", args.wait_clients),
+                              ("--linger", args.linger)):
+            if given:
+                err.write(f"fsmc: error: {option} needs --notify [HOST:]PORT\n")
+                return 2
+        return None
+    try:
+        from fsmc.contrib.notify_demo import DemoService, demo_config
+        from fsmc.notify.config import ConfigError, load_config
+    except ImportError as error:
+        err.write(f"fsmc: error: --notify needs the service's extra: pip install 'fsmc[notify]' "
+                  f"({error})\n")
+        return 2
+    try:
+        config = (load_config(args.notify_config) if args.notify_config
+                  else demo_config(args.accounts))
+    except ConfigError as error:
+        err.write(f"fsmc: error: {error}\n")
+        return 2
+    host, port = args.notify
+    return DemoService(host, port, config, announce=err, wait_clients=args.wait_clients,
+                       demo_keys=not args.notify_config)
+
+
+def _run(args: argparse.Namespace, config: contrib_demo.DemoConfig, service: DemoService | None,
+         out: TextIO, err: TextIO) -> int:
+    from fsmc.contrib.demo import format_summary, run_demo
+
+    try:
+        result = run_demo(config, progress=err, service=service)
+    except OSError as error:  # an output folder that cannot be written, a port taken
         err.write(f"fsmc: error: {error}\n")
         return 2
     except Exception as error:  # the broker cannot be reached to declare the queue
@@ -146,4 +219,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         site = Path(args.site) if args.site else config.out / "site"
         out.write(f"  {site}/  {write_site(args.specs, site, err)}\n")
     out.flush()
+    if service is not None:
+        service.linger(args.linger)
     return 0 if result.ok else 1

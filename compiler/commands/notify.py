@@ -39,9 +39,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
-        import uvicorn
         from fsmc.notify.app import create_app
         from fsmc.notify.config import ConfigError, load_config
+        from fsmc.notify.server import serve
     except ImportError as error:
         err.write(f"fsmc: error: the service needs its extra: pip install 'fsmc[notify]' "
                   f"({error})\n")
@@ -70,8 +70,7 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     err.write(f"fsmc: notification service on http://{args.host}:{args.port}/ "
               f"({tenants} tenant{'' if tenants == 1 else 's'}{source})\n")
     try:
-        uvicorn.run(create_app(bus, config, subscriptions=args.db), host=args.host,
-                    port=args.port, log_level="warning")
+        serve(create_app(bus, config, subscriptions=args.db), args.host, args.port)
     finally:
         if consumer is not None:
             consumer.close()
