@@ -15,6 +15,10 @@ resources (`payload["account"]`); the admin sees all.
   /v1/subscriptions/{id}` (204); `GET /v1/subscriptions/{id}/dead-letters`; `POST
   /v1/subscriptions/{id}/dead-letters/redrive`. Another tenant's subscription is answered 404,
   a malformed pattern, URL or body 422.
+
+The store is SQLite and every call into it blocks, so handlers make them in a worker thread
+(`asyncio.to_thread`), never on the event loop: a slow disk delays that request, not the open
+streams.
 """
 
 from __future__ import annotations
@@ -49,14 +53,17 @@ from .webhooks import ALL_TENANTS, WebhookDispatcher
 __all__ = ["create_app"]
 
 
-def create_app(bus: Any, config: NotifyConfig, *, subscriptions: str | Path = ":memory:",
+def create_app(bus: Any, config: NotifyConfig, *,
+               subscriptions: str | Path | SubscriptionStore = ":memory:",
                webhook_options: dict[str, Any] | None = None) -> Starlette:
     """The service, fed by `bus` (it subscribes to `StateChanged`), keeping subscriptions in
-    the SQLite database `subscriptions` (a file, so that they survive a restart).
+    the SQLite database `subscriptions` (a file, so that they survive a restart), or in a
+    `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
     `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout). The hub, the
     store and the dispatcher are `app.state.hub`, `.store`, `.webhooks`."""
     hub = Hub(replay=config.replay, owner=owner_of)
-    store = SubscriptionStore(subscriptions)
+    store = (subscriptions if isinstance(subscriptions, SubscriptionStore)
+             else SubscriptionStore(subscriptions))
     webhooks = WebhookDispatcher(store, config.allow_hosts, **(webhook_options or {}))
     hub.add_listener(webhooks.offer)
     handle = bus.subscribe(hub.publish, StateChanged)
@@ -93,13 +100,13 @@ async def _page(request: Request) -> Response:
 def _closing(unsubscribe: Callable[[], object], webhooks: WebhookDispatcher,
              store: SubscriptionStore) -> Any:
     """The app's lifespan: at shutdown, leave the bus, stop the webhook lanes, then close the
-    store."""
+    store (in a worker thread: stopping the lanes waits for them)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         unsubscribe()
-        webhooks.close()
-        store.close()
+        await asyncio.to_thread(webhooks.close)
+        await asyncio.to_thread(store.close)
 
     return lifespan
 
@@ -165,53 +172,64 @@ class _Service:
         except InvalidSubscription as error:
             return _error(422, "invalid_subscription", str(error))
         tenant = admitted.tenant if admitted.tenant is not None else ALL_TENANTS
+        subscription = await asyncio.to_thread(self._add, tenant, topic, url, secret)
+        return JSONResponse(subscription.to_json(), status_code=201)
+
+    def _add(self, tenant: str, topic: str, url: str, secret: str) -> Subscription:
+        """In a worker thread: store the subscription and give it a webhook lane."""
         subscription = self.store.add(tenant, topic, url, secret)
         self.webhooks.refresh()
-        return JSONResponse(subscription.to_json(), status_code=201)
+        return subscription
 
     async def list(self, request: Request) -> Response:
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted
-        found = self.store.list(None if admitted.admin else admitted.tenant)
+        found = await asyncio.to_thread(self.store.list,
+                                        None if admitted.admin else admitted.tenant)
         return JSONResponse({"subscriptions": [each.to_json() for each in found]})
 
-    def owned(self, request: Request) -> Subscription | Response:
+    async def owned(self, request: Request) -> Subscription | Response:
         """The subscription of the path, if the caller may see it; else the refusal (another
         tenant's subscription is answered 404, as if it did not exist)."""
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted
-        subscription = self.store.get(request.path_params["id"])
+        subscription = await asyncio.to_thread(self.store.get, request.path_params["id"])
         if subscription is None or not (admitted.admin or subscription.tenant ==
                                         admitted.tenant):
             return _error(404, "not_found", "no such subscription")
         return subscription
 
     async def show(self, request: Request) -> Response:
-        found = self.owned(request)
+        found = await self.owned(request)
         return found if isinstance(found, Response) else JSONResponse(found.to_json())
 
     async def delete(self, request: Request) -> Response:
-        found = self.owned(request)
+        found = await self.owned(request)
         if isinstance(found, Response):
             return found
-        self.store.delete(found.id)
-        self.webhooks.refresh()
+        await asyncio.to_thread(self._delete, found.id)
         return Response(status_code=204)
 
+    def _delete(self, subscription_id: str) -> None:
+        """In a worker thread: delete the subscription and stop its webhook lane."""
+        self.store.delete(subscription_id)
+        self.webhooks.refresh()
+
     async def dead_letters(self, request: Request) -> Response:
-        found = self.owned(request)
+        found = await self.owned(request)
         if isinstance(found, Response):
             return found
-        return JSONResponse({"dead_letters": [letter.to_json() for letter in
-                                              self.store.dead_letters(found.id)]})
+        letters = await asyncio.to_thread(self.store.dead_letters, found.id)
+        return JSONResponse({"dead_letters": [letter.to_json() for letter in letters]})
 
     async def redrive(self, request: Request) -> Response:
-        found = self.owned(request)
+        found = await self.owned(request)
         if isinstance(found, Response):
             return found
-        return JSONResponse({"redriven": self.webhooks.redrive(found.id)}, status_code=202)
+        redriven = await asyncio.to_thread(self.webhooks.redrive, found.id)
+        return JSONResponse({"redriven": redriven}, status_code=202)
 
 
 def _error(status: int, code: str, message: str,

@@ -277,8 +277,14 @@ _DEAD_COLUMNS = "subscription, event_id, body, attempts, error, time"
 
 class SubscriptionStore:
     """Subscriptions and dead letters in SQLite at `path` (`":memory:"` for a store that lives
-    as long as the object). One connection, guarded by a lock, so any thread may call any
-    method; a file is opened in WAL mode. Lists come back in the order things were added."""
+    as long as the object). A file is opened in WAL mode. Lists come back in the order things
+    were added.
+
+    Thread-safe: one connection (opened with `check_same_thread=False`) and one lock, held by
+    every method around all its statements (a write's whole transaction included), so any
+    thread may call any method and no two threads ever use the connection at once, whatever
+    `sqlite3.threadsafety` is. Every method blocks (disk, the lock, another process's write
+    lock for up to 10 s): call them from worker threads, not from an event loop."""
 
     def __init__(self, path: str | os.PathLike[str],
                  clock: Callable[[], float] = time.time) -> None:

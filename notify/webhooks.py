@@ -11,6 +11,11 @@ tries the event goes to the subscription's dead letters (listed and re-driven th
 so does an event that finds `lane_limit` events already waiting for that receiver.
 The target is checked again before every attempt (a name may resolve elsewhere since the
 subscription was made), so the service cannot be pointed at internal addresses.
+
+Threads: `offer` runs in the bus's thread and never waits, neither on the network nor on the
+store: the dead letter of an event that finds its lane full is written by the dispatcher's
+dead-letter thread. Lanes write their own dead letters. `refresh` and `redrive` call the store
+and are meant for worker threads (the app calls them through `asyncio.to_thread`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import queue
 import random
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -111,21 +118,30 @@ class WebhookDispatcher:
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
+        # One refresh at a time: two interleaved ones could apply an older listing last and
+        # stop the lane of a subscription just added.
+        self._refreshing = threading.Lock()
         self._closing = threading.Event()
         self._counts = dict.fromkeys(("delivered", "retries", "dead_lettered"), 0)
+        self._letters: queue.SimpleQueue[DeadLetter | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_letters, daemon=True,
+                                        name="fsmc-webhook-dead-letters")
+        self._writer.start()
         self.refresh()
 
     def refresh(self) -> None:
         """Follow the store: a lane for each subscription, none for deleted ones."""
-        current = {subscription.id: subscription for subscription in self._store.list(None)}
-        with self._lock:
-            for gone in set(self._lanes) - set(current):
-                self._lanes.pop(gone).stop()
-            for ident, subscription in current.items():
-                if ident not in self._lanes:
-                    self._lanes[ident] = _Lane(subscription,
-                                               compile_pattern(subscription.topic),
-                                               self._deliver)
+        with self._refreshing:
+            current = {subscription.id: subscription
+                       for subscription in self._store.list(None)}
+            with self._lock:
+                for gone in set(self._lanes) - set(current):
+                    self._lanes.pop(gone).stop()
+                for ident, subscription in current.items():
+                    if ident not in self._lanes:
+                        self._lanes[ident] = _Lane(subscription,
+                                                   compile_pattern(subscription.topic),
+                                                   self._deliver)
 
     def offer(self, item: Item) -> None:
         """From the hub (the bus's thread): queue `item` for every subscription that wants
@@ -137,20 +153,20 @@ class WebhookDispatcher:
                 continue
             if len(lane.queue) < self._lane_limit:
                 lane.put(item)
-            else:  # a receiver this far behind: kept as a dead letter, never dropped
-                self._store.add_dead_letter(DeadLetter(
+            else:  # a receiver this far behind: a dead letter, written by the writer thread
+                self._letters.put(DeadLetter(
                     lane.subscription.id, item.id, item.body, 0,
                     f"not attempted: {self._lane_limit} events were already waiting for this "
                     "receiver", time.time()))
-                self._count("dead_lettered")
 
     def redrive(self, subscription_id: str) -> int:
-        """Send a subscription's dead letters again (in their order); how many."""
-        letters = self._store.take_dead_letters(subscription_id)
+        """Send a subscription's dead letters again (in their order); how many. A subscription
+        without a lane (being deleted) keeps its dead letters."""
         with self._lock:
             lane = self._lanes.get(subscription_id)
         if lane is None:
             return 0
+        letters = self._store.take_dead_letters(subscription_id)
         for letter in letters:
             lane.put(Item(0, letter.event_id, "", None, letter.body))
         return len(letters)
@@ -161,6 +177,7 @@ class WebhookDispatcher:
             return {**self._counts, "waiting": waiting}
 
     def close(self) -> None:
+        """Stop the lanes, then write the dead letters still waiting for the writer."""
         self._closing.set()
         with self._lock:
             lanes = list(self._lanes.values())
@@ -169,7 +186,14 @@ class WebhookDispatcher:
             lane.stop()
         for lane in lanes:
             lane.thread.join(5)
+        self._letters.put(None)
+        self._writer.join()
         self._client.close()
+
+    def _write_letters(self) -> None:
+        """The dead-letter thread: store the letters `offer` could not queue, in order."""
+        while (letter := self._letters.get()) is not None:
+            self._dead_letter(letter)
 
     # -- one delivery, on a lane's thread ---------------------------------------------------
 
@@ -193,8 +217,18 @@ class WebhookDispatcher:
                     return
         logger.warning("webhook %s: %s not delivered after %d attempts (%s); dead-lettered",
                        subscription.id, item.id, self._attempts, error)
-        self._store.add_dead_letter(DeadLetter(subscription.id, item.id, item.body,
-                                               self._attempts, error, time.time()))
+        self._dead_letter(DeadLetter(subscription.id, item.id, item.body, self._attempts, error,
+                                     time.time()))
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        """Keep `letter` in the store (from a lane's thread or the dead-letter thread); a
+        store that fails is logged, and the thread goes on."""
+        try:
+            self._store.add_dead_letter(letter)
+        except sqlite3.Error as error:
+            logger.error("webhook %s: the dead letter of %s could not be stored: %s",
+                         letter.subscription, letter.event_id, error)
+            return
         self._count("dead_lettered")
 
     def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> str:

@@ -1,14 +1,18 @@
 """The notification service's live stream over real HTTP (uvicorn on loopback): tenancy,
-authentication, rate limits, topic filters, resume with Last-Event-ID, slow clients."""
+authentication, rate limits, topic filters, resume with Last-Event-ID, slow clients, a slow
+subscription store."""
 
 from __future__ import annotations
 
+import builtins
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from fsmc.notify.subscriptions import Subscription, SubscriptionStore
 from fsmc.runtime import EventBus, StateChanged
 
 from tests.notify_server import KEYS, Reader, config, serving
@@ -129,6 +133,51 @@ def test_a_slow_client_is_cut_off_without_slowing_the_others(bus: EventBus) -> N
         assert slow.notices and slow.notices[-1][0] == "overflow"
         assert "reconnect with Last-Event-ID" in slow.notices[-1][1]
         assert len(slow.events) < 3000
+
+
+class SlowStore(SubscriptionStore):
+    """An in-memory store whose listing of one tenant's subscriptions takes `delay` seconds
+    (the admin's listing, which the webhook dispatcher makes, is not slowed); `listing` is set
+    while such a listing is in progress."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(":memory:")
+        self.delay = delay
+        self.listing = threading.Event()
+
+    def list(self, tenant: str | None = None) -> builtins.list[Subscription]:
+        if tenant is None:
+            return super().list(tenant)
+        self.listing.set()
+        try:
+            time.sleep(self.delay)
+            return super().list(tenant)
+        finally:
+            self.listing.clear()
+
+
+def test_a_slow_store_does_not_stall_open_streams(bus: EventBus) -> None:
+    """Events reach an open stream while `GET /v1/subscriptions` waits 1.5 s on the store: the
+    store is called from a worker thread, not on the event loop that feeds the streams."""
+    store = SlowStore(1.5)
+    with serving(bus, config(), subscriptions=store) as base:
+        in_flight: list[bool] = []  # per event: was the slow listing still in progress?
+        reader = Reader(base, KEYS["acme"],
+                        on_event=lambda _: in_flight.append(store.listing.is_set())).start()
+        answers: list[httpx.Response] = []
+        listing = threading.Thread(target=lambda: answers.append(httpx.get(
+            f"{base}/v1/subscriptions", headers={"Authorization": f"Bearer {KEYS['acme']}"},
+            timeout=10)))
+        listing.start()
+        assert store.listing.wait(5), "the listing never reached the store"
+        sent = [event("acme", n) for n in range(3)]
+        for each in sent:
+            bus.post(each)
+        assert ids(reader.wait_for(3, timeout=5)) == [e.id for e in sent]
+        listing.join(10)
+        assert in_flight == [True, True, True]
+        assert answers and answers[0].status_code == 200
+        assert answers[0].json() == {"subscriptions": []}
 
 
 def test_10k_events_reach_50_clients_in_order(bus: EventBus) -> None:

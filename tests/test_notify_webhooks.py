@@ -1,8 +1,10 @@
 """Webhook subscriptions over real HTTP: the service (uvicorn) POSTs to a real receiver on
-loopback (allow-listed), signed; retries, dead letters, redrive, tenancy, validation, restart."""
+loopback (allow-listed), signed; retries, dead letters, redrive, tenancy, validation, restart;
+the dispatcher's threads against a slow store."""
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -16,6 +18,9 @@ from typing import Any
 import httpx
 import pytest
 from fsmc.notify.config import NotifyConfig
+from fsmc.notify.stream import Item
+from fsmc.notify.subscriptions import DeadLetter, Subscription, SubscriptionStore
+from fsmc.notify.webhooks import WebhookDispatcher
 from fsmc.runtime import EventBus, StateChanged
 
 from tests.notify_server import KEYS, serving
@@ -198,3 +203,89 @@ def test_a_receiver_too_far_behind_gets_dead_letters_not_an_endless_queue() -> N
         assert any(letter["error"].startswith("not attempted: 3 events were already waiting")
                    for letter in letters)
     receiver.server.shutdown()
+
+
+LOOPBACK = frozenset({"127.0.0.1"})
+
+
+def item(n: int, owner: str = "acme") -> Item:
+    return Item(n, f"evt-{n}", "VirtualMachine.StartRequested", owner,
+                json.dumps({"id": f"evt-{n}"}))
+
+
+class SlowLetters(SubscriptionStore):
+    """An in-memory store that takes `delay` seconds to keep each dead letter."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(":memory:")
+        self.delay = delay
+
+    def add_dead_letter(self, letter: DeadLetter) -> bool:
+        time.sleep(self.delay)
+        return super().add_dead_letter(letter)
+
+
+def test_offer_never_waits_on_the_store() -> None:
+    """The bus's thread hands the dispatcher events whose lane is full; their dead letters are
+    written by the dispatcher's own thread, so a slow store never holds up the bus (and so
+    the streams the bus feeds)."""
+    receiver = Receiver(script=[500])  # then the lane waits 30 s before its second attempt
+    store = SlowLetters(0.3)
+    subscription = store.add("acme", "#", receiver.url, SECRET)
+    dispatcher = WebhookDispatcher(store, LOOPBACK, attempts=2, base_delay=30, max_delay=30,
+                                   lane_limit=1)
+    try:
+        dispatcher.offer(item(0))
+        deadline = time.monotonic() + 10
+        while receiver.calls < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        for n in range(1, 5):  # the lane is full: each becomes a dead letter
+            dispatcher.offer(item(n))
+        offering = time.monotonic() - started
+    finally:
+        dispatcher.close()  # writes the letters still waiting
+        receiver.server.shutdown()
+    assert offering < 0.3  # not one store write waited for
+    letters = store.dead_letters(subscription.id)
+    assert [letter.event_id for letter in letters] == ["evt-1", "evt-2", "evt-3", "evt-4"]
+    assert all(letter.error.startswith("not attempted") for letter in letters)
+    assert dispatcher.stats()["dead_lettered"] == 4
+
+
+class StaleListing(SubscriptionStore):
+    """An in-memory store whose next listing of every subscription, once `armed`, is read and
+    then held for 0.5 s before it is returned (stale by then); `read` is set when it was."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.armed = False
+        self.read = threading.Event()
+
+    def list(self, tenant: str | None = None) -> builtins.list[Subscription]:
+        found = super().list(tenant)
+        if tenant is None and self.armed:
+            self.armed = False
+            self.read.set()
+            time.sleep(0.5)
+        return found
+
+
+def test_concurrent_refreshes_do_not_undo_each_other(receiver: Receiver) -> None:
+    """The app refreshes from worker threads: a refresh that read the store before a
+    subscription was added must not apply its listing after one that read it since (and stop
+    the new subscription's lane)."""
+    store = StaleListing()
+    dispatcher = WebhookDispatcher(store, LOOPBACK, **FAST)
+    try:
+        store.armed = True
+        stale = threading.Thread(target=dispatcher.refresh)
+        stale.start()
+        assert store.read.wait(5)
+        store.add("acme", "#", receiver.url, SECRET)
+        dispatcher.refresh()
+        stale.join(5)
+        dispatcher.offer(item(1))
+        assert [body["id"] for body in receiver.wait_for(1, timeout=5)] == ["evt-1"]
+    finally:
+        dispatcher.close()
