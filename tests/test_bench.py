@@ -1,5 +1,6 @@
 """The benchmark runner keeps working: `python -m bench --quick --only <case>` exits 0 and
-writes valid JSON (and Markdown) with ratios and target verdicts."""
+writes valid JSON (and Markdown) with ratios and target verdicts; bench.notify's SSE readers
+(a process of their own) parse the stream and receive every event."""
 
 from __future__ import annotations
 
@@ -33,3 +34,34 @@ def test_quick_bus_case_writes_json(tmp_path: Path) -> None:
     assert {v["met"] for v in data["targets"]} <= {True, False}
     assert "## Targets" in md.read_text(encoding="utf-8")
     assert "post to 1 sync subscriber" in done.stdout
+
+
+def test_sse_reader_parses_chunks_and_events_split_anywhere() -> None:
+    from bench.sse_readers import Dechunker, SseParser
+
+    body = (b'retry: 2000\n\n: heartbeat\n\nid: e1\nevent: StateChanged\ndata: {"a": 1}\n\n'
+            b'id: e2\r\nevent: StateChanged\r\ndata: {"b": 2}\r\n\r\n'
+            b"event: shutdown\ndata: {}\n\n")
+    pieces = [body[:7], body[7:40], body[40:41], body[41:]]
+    wire = b"".join(b"%x;ext\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    dechunker, parser = Dechunker(), SseParser()
+    events = [event for byte in range(len(wire))
+              for event in parser.feed(dechunker.feed(wire[byte:byte + 1]))]
+    assert dechunker.done
+    assert events == [("StateChanged", "e1", '{"a": 1}'), ("StateChanged", "e2", '{"b": 2}'),
+                      ("shutdown", "e2", "{}")]
+
+
+def test_notify_sse_latency_with_readers_in_a_process() -> None:
+    """bench.notify's SSE path for real: the service in this process, the readers in
+    `python -m bench.sse_readers`; every event reaches every client, once, in order."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("httpx")
+    from bench.notify import sse_latency, summary
+
+    run = sse_latency(clients=3, events=20, rate=200.0)
+    assert (run.lost, run.reordered, run.duplicated, run.unexpected) == (0, 0, 0, 0)
+    assert run.errors == {}
+    assert len(run.latencies_ns) == 3 * 20 and min(run.latencies_ns) >= 0
+    assert len(run.direct_ns) == 20
+    assert set(summary(run.latencies_ns)) == {"p50", "p99", "max"}
