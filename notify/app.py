@@ -41,13 +41,9 @@ from starlette.routing import Route
 from .auth import Authenticator, Principal, owner_of
 from .config import NotifyConfig, hash_key
 from .ratelimit import RateLimiter
+from .store import Subscription, SubscriptionStore
 from .stream import Client, Hub, stream, visible_to
-from .subscriptions import (
-    InvalidSubscription,
-    Subscription,
-    SubscriptionStore,
-    validate_subscription,
-)
+from .subscriptions import InvalidSubscription, validate_subscription
 from .webhooks import ALL_TENANTS, WebhookDispatcher
 
 __all__ = ["create_app"]

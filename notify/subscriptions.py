@@ -6,33 +6,21 @@ and `https`, no `user:pass@`, and a host that is (or resolves to) global address
 the host is listed in the config's `[webhooks] allow_hosts`. `check_delivery_target` runs the
 same check again right before each delivery, because DNS may have changed since. Every refusal
 is an `InvalidSubscription` whose message says what is wrong (the app answers 422 with it); a
-message never shows a secret.
-
-`SubscriptionStore` keeps subscriptions and their dead letters in SQLite (a file, or
-`":memory:"`), safe to share between threads.
+message never shows a secret. What is accepted is kept by `fsmc.notify.store.SubscriptionStore`.
 """
 
 from __future__ import annotations
 
-import builtins
 import ipaddress
-import os
-import secrets
 import socket
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from fsmc.runtime.topics import validate_pattern
 
-__all__ = ["MAX_SECRET_LENGTH", "DeadLetter", "InvalidSubscription", "Resolver", "Subscription",
-           "SubscriptionStore", "check_delivery_target", "validate_subscription",
-           "validate_target"]
+__all__ = ["MAX_SECRET_LENGTH", "InvalidSubscription", "Resolver", "check_delivery_target",
+           "validate_subscription", "validate_target"]
 
 MAX_SECRET_LENGTH = 256
 _SCHEMES = {"http": 80, "https": 443}
@@ -208,174 +196,3 @@ def _kind(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return f"a {type(value).__name__}"
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """A tenant's webhook subscription; `created` is a Unix time. `secret` signs deliveries and
-    is never shown (not in `repr`, not in `to_json`)."""
-
-    id: str
-    tenant: str
-    topic: str
-    kind: str
-    url: str
-    secret: str = field(repr=False)
-    created: float
-
-    def to_json(self) -> dict[str, object]:
-        """The subscription as the API shows it: everything but the secret."""
-        return {"id": self.id, "tenant": self.tenant, "topic": self.topic, "kind": self.kind,
-                "url": self.url, "created": self.created}
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An event that could not be delivered to `subscription` (its id) after `attempts`
-    attempts; `body` is what was sent, `error` the last failure, `time` a Unix time."""
-
-    subscription: str
-    event_id: str
-    body: str
-    attempts: int
-    error: str
-    time: float
-
-    def to_json(self) -> dict[str, object]:
-        return {"subscription": self.subscription, "event_id": self.event_id,
-                "body": self.body, "attempts": self.attempts, "error": self.error,
-                "time": self.time}
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS subscriptions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    tenant TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS subscriptions_tenant ON subscriptions (tenant, seq);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    subscription TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    time REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_subscription ON dead_letters (subscription, seq);
-"""
-
-_SUB_COLUMNS = "id, tenant, topic, kind, url, secret, created"
-_DEAD_COLUMNS = "subscription, event_id, body, attempts, error, time"
-
-
-class SubscriptionStore:
-    """Subscriptions and dead letters in SQLite at `path` (`":memory:"` for a store that lives
-    as long as the object). A file is opened in WAL mode. Lists come back in the order things
-    were added.
-
-    Thread-safe: one connection (opened with `check_same_thread=False`) and one lock, held by
-    every method around all its statements (a write's whole transaction included), so any
-    thread may call any method and no two threads ever use the connection at once, whatever
-    `sqlite3.threadsafety` is. Every method blocks (disk, the lock, another process's write
-    lock for up to 10 s): call them from worker threads, not from an event loop."""
-
-    def __init__(self, path: str | os.PathLike[str],
-                 clock: Callable[[], float] = time.time) -> None:
-        name = os.fspath(path)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(name, check_same_thread=False, isolation_level=None,
-                                     timeout=10.0)
-        if name != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def add(self, tenant: str, topic: str, url: str, secret: str) -> Subscription:
-        """Store a new webhook subscription (already checked: see `validate_subscription`)."""
-        subscription = Subscription(id="sub_" + secrets.token_hex(8), tenant=tenant,
-                                    topic=topic, kind="webhook", url=url, secret=secret,
-                                    created=self._clock())
-        with self._transaction() as conn:
-            conn.execute(f"INSERT INTO subscriptions ({_SUB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (subscription.id, tenant, topic, subscription.kind, url, secret,
-                          subscription.created))
-        return subscription
-
-    def get(self, id: str) -> Subscription | None:
-        """The subscription `id`, or None if there is none."""
-        with self._lock:
-            row = self._conn.execute(f"SELECT {_SUB_COLUMNS} FROM subscriptions WHERE id = ?",
-                                     (id,)).fetchone()
-        return None if row is None else Subscription(*row)
-
-    def list(self, tenant: str | None = None) -> builtins.list[Subscription]:
-        """The subscriptions of `tenant`, or of every tenant if None (for the admin), oldest
-        first."""
-        with self._lock:
-            if tenant is None:
-                rows = self._conn.execute(
-                    f"SELECT {_SUB_COLUMNS} FROM subscriptions ORDER BY seq").fetchall()
-            else:
-                rows = self._conn.execute(
-                    f"SELECT {_SUB_COLUMNS} FROM subscriptions WHERE tenant = ? ORDER BY seq",
-                    (tenant,)).fetchall()
-        return [Subscription(*row) for row in rows]
-
-    def delete(self, id: str) -> bool:
-        """Delete the subscription `id` and its dead letters; False if there was none."""
-        with self._transaction() as conn:
-            deleted = conn.execute("DELETE FROM subscriptions WHERE id = ?", (id,)).rowcount
-            conn.execute("DELETE FROM dead_letters WHERE subscription = ?", (id,))
-        return deleted > 0
-
-    def add_dead_letter(self, letter: DeadLetter) -> bool:
-        """Keep `letter`; False (and nothing kept) if its subscription no longer exists, as when
-        it was deleted while the event was being retried."""
-        with self._transaction() as conn:
-            added = conn.execute(
-                f"INSERT INTO dead_letters ({_DEAD_COLUMNS}) SELECT ?, ?, ?, ?, ?, ? "
-                f"WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = ?)",
-                (letter.subscription, letter.event_id, letter.body, letter.attempts,
-                 letter.error, letter.time, letter.subscription)).rowcount
-        return added > 0
-
-    def dead_letters(self, subscription_id: str) -> builtins.list[DeadLetter]:
-        """The dead letters of a subscription, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE subscription = ? ORDER BY seq",
-                (subscription_id,)).fetchall()
-        return [DeadLetter(*row) for row in rows]
-
-    def take_dead_letters(self, subscription_id: str) -> builtins.list[DeadLetter]:
-        """Remove and return the dead letters of a subscription, oldest first (for a redrive:
-        the caller delivers them again, and a new failure makes a new dead letter)."""
-        with self._transaction() as conn:
-            rows = conn.execute(
-                f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE subscription = ? ORDER BY seq",
-                (subscription_id,)).fetchall()
-            conn.execute("DELETE FROM dead_letters WHERE subscription = ?", (subscription_id,))
-        return [DeadLetter(*row) for row in rows]
-
-    def close(self) -> None:
-        """Close the database; calling it again does nothing."""
-        with self._lock:
-            self._conn.close()

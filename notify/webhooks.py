@@ -35,14 +35,9 @@ from typing import Any
 import httpx
 from fsmc.runtime.topics import TopicPattern, compile_pattern
 
+from .store import DeadLetter, Subscription, SubscriptionStore
 from .stream import Item
-from .subscriptions import (
-    DeadLetter,
-    InvalidSubscription,
-    Subscription,
-    SubscriptionStore,
-    check_delivery_target,
-)
+from .subscriptions import InvalidSubscription, check_delivery_target
 
 __all__ = ["ALL_TENANTS", "WebhookDispatcher", "signature"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fsmc.notify.subscriptions import Subscription, SubscriptionStore
+from fsmc.notify.store import Subscription, SubscriptionStore
 from fsmc.runtime import EventBus, StateChanged
 
 from tests.notify_server import KEYS, Reader, config, serving

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 from fsmc.notify.config import NotifyConfig
+from fsmc.notify.store import DeadLetter, Subscription, SubscriptionStore
 from fsmc.notify.stream import Item
-from fsmc.notify.subscriptions import DeadLetter, Subscription, SubscriptionStore
 from fsmc.notify.webhooks import WebhookDispatcher
 from fsmc.runtime import EventBus, StateChanged
 
