@@ -12,7 +12,8 @@ resources (`payload["account"]`); the admin sees all.
   pattern is answered 422.
 - `POST /v1/subscriptions` `{"topic", "kind": "webhook", "url", "secret"}` → 201 with the
   subscription (never its secret); `GET /v1/subscriptions`; `GET` / `DELETE
-  /v1/subscriptions/{id}` (204); `GET /v1/subscriptions/{id}/dead-letters`; `POST
+  /v1/subscriptions/{id}` (204); `GET /v1/subscriptions/{id}/dead-letters` (with how many
+  were dropped beyond the config's bound); `POST
   /v1/subscriptions/{id}/dead-letters/redrive`. Another tenant's subscription is answered 404,
   a malformed pattern, URL or body 422.
 
@@ -55,12 +56,14 @@ def create_app(bus: Any, config: NotifyConfig, *,
     """The service, fed by `bus` (it subscribes to `StateChanged`), keeping subscriptions in
     the SQLite database `subscriptions` (a file, so that they survive a restart), or in a
     `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
-    `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout). The hub, the
-    store and the dispatcher are `app.state.hub`, `.store`, `.webhooks`."""
+    `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout; a
+    `max_dead_letters` there overrides the config's). The hub, the store and the dispatcher
+    are `app.state.hub`, `.store`, `.webhooks`."""
     hub = Hub(replay=config.replay, owner=owner_of)
     store = (subscriptions if isinstance(subscriptions, SubscriptionStore)
              else SubscriptionStore(subscriptions))
-    webhooks = WebhookDispatcher(store, config.allow_hosts, **(webhook_options or {}))
+    webhooks = WebhookDispatcher(store, config.allow_hosts, **{
+        "max_dead_letters": config.max_dead_letters, **(webhook_options or {})})
     hub.add_listener(webhooks.offer)
     handle = bus.subscribe(hub.publish, StateChanged)
     service = _Service(hub, config, store, webhooks)
@@ -217,8 +220,10 @@ class _Service:
         found = await self.owned(request)
         if isinstance(found, Response):
             return found
-        letters = await asyncio.to_thread(self.store.dead_letters, found.id)
-        return JSONResponse({"dead_letters": [letter.to_json() for letter in letters]})
+        letters, dropped = await asyncio.to_thread(
+            lambda: (self.store.dead_letters(found.id), self.store.dropped(found.id)))
+        return JSONResponse({"dead_letters": [letter.to_json() for letter in letters],
+                             "dropped": dropped})
 
     async def redrive(self, request: Request) -> Response:
         found = await self.owned(request)

@@ -9,6 +9,7 @@
 
     [webhooks]
     allow_hosts = ["hooks.internal.example"]   # default: none
+    max_dead_letters = 1000   # kept per subscription; beyond it the oldest are dropped
 
     [limits]                                   # every key optional
     rate = 20          # requests per second per key
@@ -36,15 +37,16 @@ from pathlib import Path
 
 from fsmc.runtime.errors import FsmcError
 
-__all__ = ["DEFAULT_BURST", "DEFAULT_CLIENT_QUEUE", "DEFAULT_HEARTBEAT", "DEFAULT_RATE",
-           "DEFAULT_REPLAY", "ConfigError", "NotifyConfig", "Tenant", "hash_key", "load_config",
-           "parse_config", "short_hash"]
+__all__ = ["DEFAULT_BURST", "DEFAULT_CLIENT_QUEUE", "DEFAULT_HEARTBEAT",
+           "DEFAULT_MAX_DEAD_LETTERS", "DEFAULT_RATE", "DEFAULT_REPLAY", "ConfigError",
+           "NotifyConfig", "Tenant", "hash_key", "load_config", "parse_config", "short_hash"]
 
 DEFAULT_RATE = 20.0  # requests per second per key
 DEFAULT_BURST = 40
 DEFAULT_REPLAY = 10_000  # events
 DEFAULT_CLIENT_QUEUE = 1_000  # events per stream client
 DEFAULT_HEARTBEAT = 15.0  # seconds
+DEFAULT_MAX_DEAD_LETTERS = 1_000  # per webhook subscription
 
 _HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _SHOWN = 12  # hex digits of a hash shown in messages
@@ -98,6 +100,7 @@ class NotifyConfig:
     tenants: tuple[Tenant, ...] = ()
     admin_key_hashes: frozenset[str] = field(default=frozenset(), repr=False)
     allow_hosts: frozenset[str] = frozenset()
+    max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
     rate: float = DEFAULT_RATE
     burst: int = DEFAULT_BURST
     replay: int = DEFAULT_REPLAY
@@ -134,7 +137,7 @@ def parse_config(text: str, path: str = "<config>") -> NotifyConfig:
 _TOP = ("tenants", "admin", "webhooks", "limits")
 _TENANT = ("id", "api_keys")
 _ADMIN = ("api_keys",)
-_WEBHOOKS = ("allow_hosts",)
+_WEBHOOKS = ("allow_hosts", "max_dead_letters")
 _LIMITS = ("rate", "burst", "replay", "client_queue", "heartbeat")
 
 
@@ -154,14 +157,16 @@ class _Reader:
         admin = self.table(raw, "admin")
         admin_hashes = self.key_hashes(admin, "[admin]", _ADMIN) if admin is not None else ()
         self.unique_hashes(tenants, admin_hashes)
-        webhooks = self.table(raw, "webhooks")
-        allow_hosts = self.allow_hosts(webhooks) if webhooks is not None else frozenset()
+        webhooks = self.table(raw, "webhooks") or {}
+        self.known_keys(webhooks, _WEBHOOKS, "[webhooks]", "key")
         limits = self.table(raw, "limits") or {}
         self.known_keys(limits, _LIMITS, "[limits]", "key")
         return NotifyConfig(
             tenants=tuple(Tenant(id_, frozenset(hashes)) for id_, hashes in tenants),
             admin_key_hashes=frozenset(admin_hashes),
-            allow_hosts=allow_hosts,
+            allow_hosts=self.allow_hosts(webhooks),
+            max_dead_letters=self.count(webhooks, "max_dead_letters", DEFAULT_MAX_DEAD_LETTERS,
+                                        "[webhooks]"),
             rate=self.number(limits, "rate", DEFAULT_RATE),
             burst=self.count(limits, "burst", DEFAULT_BURST),
             replay=self.count(limits, "replay", DEFAULT_REPLAY),
@@ -239,7 +244,6 @@ class _Reader:
                                     f"(or the admin)")
 
     def allow_hosts(self, webhooks: Mapping[str, object]) -> frozenset[str]:
-        self.known_keys(webhooks, _WEBHOOKS, "[webhooks]", "key")
         hosts = self.strings(webhooks.get("allow_hosts", []), "[webhooks]: allow_hosts",
                              "host names, as written in webhook URLs")
         for host in hosts:
@@ -265,12 +269,13 @@ class _Reader:
             raise self.fail(f"[limits]: {key}", f"must be a positive number, not {value!r}")
         return float(value)
 
-    def count(self, limits: Mapping[str, object], key: str, default: int) -> int:
-        value = limits.get(key, default)
+    def count(self, table: Mapping[str, object], key: str, default: int,
+              where: str = "[limits]") -> int:
+        value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"[limits]: {key}", f"must be a positive integer, not {_kind(value)}")
+            raise self.fail(f"{where}: {key}", f"must be a positive integer, not {_kind(value)}")
         if value <= 0:
-            raise self.fail(f"[limits]: {key}", f"must be a positive integer, not {value}")
+            raise self.fail(f"{where}: {key}", f"must be a positive integer, not {value}")
         return value
 
 

@@ -1,6 +1,10 @@
 """Where webhook subscriptions and their dead letters are kept: `SubscriptionStore`, on SQLite
 (a file, so that they survive a restart, or `":memory:"`), safe to share between threads.
 What it is given was checked before (`fsmc.notify.subscriptions.validate_subscription`).
+
+A subscription's dead letters may be bounded: beyond the bound the oldest are removed, and the
+subscription's `dropped` count (kept in the file) says how many were. A file written by an
+earlier version, without that count, is brought up to date when it is opened.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     kind TEXT NOT NULL,
     url TEXT NOT NULL,
     secret TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    dropped INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS subscriptions_tenant ON subscriptions (tenant, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -104,6 +109,20 @@ class SubscriptionStore:
         if name != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file of an earlier version up to this one: it has no `dropped` column
+        (added with the bound on dead letters; 0 for every subscription it holds)."""
+        def missing() -> bool:
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(subscriptions)")}
+            return "dropped" not in columns
+
+        if missing():
+            with self._transaction() as conn:
+                if missing():  # another process may have added it meanwhile
+                    conn.execute("ALTER TABLE subscriptions "
+                                 "ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -154,16 +173,43 @@ class SubscriptionStore:
             conn.execute("DELETE FROM dead_letters WHERE subscription = ?", (id,))
         return deleted > 0
 
-    def add_dead_letter(self, letter: DeadLetter) -> bool:
-        """Keep `letter`; False (and nothing kept) if its subscription no longer exists, as when
-        it was deleted while the event was being retried."""
+    def add_dead_letter(self, letter: DeadLetter, keep: int | None = None) -> int | None:
+        """Keep `letter` as the newest dead letter of its subscription. With `keep`, at most
+        `keep` are kept: the oldest beyond it are removed, and counted in the subscription's
+        `dropped` (in the same transaction). Returns how many were removed (0 when none), or
+        None, with nothing kept, if the subscription no longer exists (as when it was deleted
+        while the event was being retried)."""
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be at least 1, not {keep}")
+        subscription = letter.subscription
         with self._transaction() as conn:
             added = conn.execute(
                 f"INSERT INTO dead_letters ({_DEAD_COLUMNS}) SELECT ?, ?, ?, ?, ?, ? "
                 f"WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = ?)",
-                (letter.subscription, letter.event_id, letter.body, letter.attempts,
-                 letter.error, letter.time, letter.subscription)).rowcount
-        return added > 0
+                (subscription, letter.event_id, letter.body, letter.attempts, letter.error,
+                 letter.time, subscription)).rowcount
+            if not added:
+                return None
+            if keep is None:
+                return 0
+            (count,) = conn.execute("SELECT COUNT(*) FROM dead_letters WHERE subscription = ?",
+                                    (subscription,)).fetchone()
+            excess = int(count) - keep
+            if excess <= 0:
+                return 0
+            conn.execute("DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters "
+                         "WHERE subscription = ? ORDER BY seq LIMIT ?)", (subscription, excess))
+            conn.execute("UPDATE subscriptions SET dropped = dropped + ? WHERE id = ?",
+                         (excess, subscription))
+        return excess
+
+    def dropped(self, subscription_id: str) -> int:
+        """How many dead letters of a subscription were removed to keep within the bound, ever
+        (0 for an unknown subscription)."""
+        with self._lock:
+            row = self._conn.execute("SELECT dropped FROM subscriptions WHERE id = ?",
+                                     (subscription_id,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def dead_letters(self, subscription_id: str) -> builtins.list[DeadLetter]:
         """The dead letters of a subscription, oldest first."""

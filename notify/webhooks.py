@@ -8,7 +8,9 @@ application/cloudevents+json`, `X-Fsmc-Signature: sha256=<hex HMAC-SHA256 of the
 subscription's secret>`, `X-Fsmc-Event-Id` and `X-Fsmc-Subscription`. A non-2xx answer, a
 timeout or a connection error is retried with exponential backoff and jitter; after `attempts`
 tries the event goes to the subscription's dead letters (listed and re-driven through the API);
-so does an event that finds `lane_limit` events already waiting for that receiver.
+so does an event that finds `lane_limit` events already waiting for that receiver. A
+subscription keeps at most `max_dead_letters`: beyond it the oldest are dropped (counted in the
+store, and logged as a warning).
 The target is checked again before every attempt (a name may resolve elsewhere since the
 subscription was made), so the service cannot be pointed at internal addresses.
 
@@ -35,6 +37,7 @@ from typing import Any
 import httpx
 from fsmc.runtime.topics import TopicPattern, compile_pattern
 
+from .config import DEFAULT_MAX_DEAD_LETTERS
 from .store import DeadLetter, Subscription, SubscriptionStore
 from .stream import Item
 from .subscriptions import InvalidSubscription, check_delivery_target
@@ -99,12 +102,14 @@ class WebhookDispatcher:
     def __init__(self, store: SubscriptionStore, allow_hosts: frozenset[str], *,
                  attempts: int = 5, base_delay: float = 0.5, max_delay: float = 60.0,
                  timeout: float = 10.0, lane_limit: int = 10_000,
+                 max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
                  resolve: Callable[..., Any] | None = None) -> None:
         if attempts < 1 or base_delay <= 0 or max_delay < base_delay or timeout <= 0 or \
-                lane_limit < 1:
-            raise ValueError("attempts >= 1, 0 < base_delay <= max_delay, timeout > 0 and "
-                             "lane_limit >= 1")
+                lane_limit < 1 or max_dead_letters < 1:
+            raise ValueError("attempts >= 1, 0 < base_delay <= max_delay, timeout > 0, "
+                             "lane_limit >= 1 and max_dead_letters >= 1")
         self._lane_limit = lane_limit
+        self._max_dead_letters = max_dead_letters
         self._store = store
         self._allow_hosts = allow_hosts
         self._attempts = attempts
@@ -219,12 +224,15 @@ class WebhookDispatcher:
         """Keep `letter` in the store (from a lane's thread or the dead-letter thread); a
         store that fails is logged, and the thread goes on."""
         try:
-            self._store.add_dead_letter(letter)
+            dropped = self._store.add_dead_letter(letter, self._max_dead_letters)
         except sqlite3.Error as error:
             logger.error("webhook %s: the dead letter of %s could not be stored: %s",
                          letter.subscription, letter.event_id, error)
             return
         self._count("dead_lettered")
+        if dropped:
+            logger.warning("webhook %s: more than %d dead letters; dropped the %d oldest",
+                           letter.subscription, self._max_dead_letters, dropped)
 
     def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> str:
         """'' when delivered, else what went wrong."""

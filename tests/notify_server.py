@@ -19,14 +19,20 @@ from fsmc.notify.server import BackgroundServer
 KEYS = {"acme": "key-acme", "globex": "key-globex", "admin": "key-admin"}
 
 
-def config(allow: str | None = None, **limits: float) -> NotifyConfig:
+def config(allow: str | None = None, *, max_dead_letters: int | None = None,
+           **limits: float) -> NotifyConfig:
     """Tenants `acme` and `globex` and the admin, with the keys of `KEYS`; `allow` is an
-    allow-listed webhook host, `limits` the [limits] table."""
+    allow-listed webhook host, `max_dead_letters` the [webhooks] bound, `limits` the [limits]
+    table."""
     text = "".join(f'[[tenants]]\nid = "{tenant}"\napi_keys = ["{hash_key(KEYS[tenant])}"]\n\n'
                    for tenant in ("acme", "globex"))
     text += f'[admin]\napi_keys = ["{hash_key(KEYS["admin"])}"]\n'
+    if allow is not None or max_dead_letters is not None:
+        text += "\n[webhooks]\n"
     if allow is not None:
-        text += f'\n[webhooks]\nallow_hosts = ["{allow}"]\n'
+        text += f'allow_hosts = ["{allow}"]\n'
+    if max_dead_letters is not None:
+        text += f"max_dead_letters = {max_dead_letters}\n"
     if limits:
         text += "\n[limits]\n" + "".join(f"{name} = {value}\n" for name, value in limits.items())
     return parse_config(text)

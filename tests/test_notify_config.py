@@ -18,6 +18,7 @@ from fsmc.notify.config import (
     DEFAULT_BURST,
     DEFAULT_CLIENT_QUEUE,
     DEFAULT_HEARTBEAT,
+    DEFAULT_MAX_DEAD_LETTERS,
     DEFAULT_RATE,
     DEFAULT_REPLAY,
     ConfigError,
@@ -52,6 +53,7 @@ api_keys = ["{hash_key(ADMIN_KEY)}"]
 
 [webhooks]
 allow_hosts = ["hooks.internal", "10.0.0.7:8443"]
+max_dead_letters = 250
 
 [limits]
 rate = 5
@@ -95,7 +97,7 @@ def test_valid_config_round_trip() -> None:
         tenants=(Tenant("acme", frozenset({h(ACME_KEY), h(ACME_KEY_2)})),
                  Tenant("globex", frozenset({h(GLOBEX_KEY)}))),
         admin_key_hashes=frozenset({h(ADMIN_KEY)}),
-        allow_hosts=frozenset({"hooks.internal", "10.0.0.7:8443"}),
+        allow_hosts=frozenset({"hooks.internal", "10.0.0.7:8443"}), max_dead_letters=250,
         rate=5.0, burst=7, replay=100, client_queue=50, heartbeat=2.5, source_path=None)
     assert isinstance(config.rate, float)
 
@@ -109,6 +111,7 @@ def test_defaults() -> None:
             DEFAULT_HEARTBEAT) == (20.0, 40, 10_000, 1_000, 15.0)
     assert config.tenants == () and config.admin_key_hashes == frozenset()
     assert config.allow_hosts == frozenset()
+    assert config.max_dead_letters == DEFAULT_MAX_DEAD_LETTERS == 1_000
 
 
 def test_partial_limits_keep_other_defaults() -> None:
@@ -317,6 +320,34 @@ def test_allow_hosts_not_a_list_of_strings() -> None:
           "[webhooks]: allow_hosts: must be a list of strings", "item #2 is an integer")
     fails('[webhooks]\nallow_hosts = [""]\n', "[webhooks]: allow_hosts: '' is not a host name")
     fails('[webhooks]\nallow_hosts = [" localhost"]\n', "is not a host name")
+
+
+def test_max_dead_letters_alone_keeps_no_allowed_host() -> None:
+    config = parse_config("[webhooks]\nmax_dead_letters = 1\n")
+    assert (config.max_dead_letters, config.allow_hosts) == (1, frozenset())
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("0", "must be a positive integer, not 0"),
+    ("-5", "must be a positive integer, not -5"),
+    ("10.5", "must be a positive integer, not a float"),
+    ('"1000"', "must be a positive integer, not a string"),
+    ("true", "must be a positive integer, not a boolean"),
+])
+def test_bad_max_dead_letters(value: str, why: str) -> None:
+    error = fails(f"[webhooks]\nmax_dead_letters = {value}\n",
+                  f"[webhooks]: max_dead_letters: {why}")
+    assert error.where == "[webhooks]: max_dead_letters"
+
+
+def test_a_misspelt_max_dead_letters_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "notify.toml"
+    path.write_text("[webhooks]\nmax_dead_letter = 10\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: [webhooks]: unknown key 'max_dead_letter'; did you mean "
+        "'max_dead_letters'? expected one of: allow_hosts, max_dead_letters")
 
 
 def test_default_path_in_messages() -> None:

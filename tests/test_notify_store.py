@@ -1,8 +1,11 @@
 """The SQLite store of webhook subscriptions: tenants, dead letters, reopening the file,
-secrets kept out of JSON and repr, concurrent writers."""
+secrets kept out of JSON and repr, concurrent writers; the bound on dead letters and its
+persisted dropped count; opening a file of the first version."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +61,7 @@ def test_dead_letters_add_list_take(store: SubscriptionStore) -> None:
     other = store.add("acme", "#", "https://a.example/o", "s")
     letters = [letter(sub.id, f"e{n}") for n in range(3)]
     for dead in letters:
-        assert store.add_dead_letter(dead) is True
+        assert store.add_dead_letter(dead) == 0
     store.add_dead_letter(letter(other.id, "x"))
     assert store.dead_letters(sub.id) == letters
     assert store.dead_letters("sub_missing") == []
@@ -77,7 +80,7 @@ def test_deleting_a_subscription_deletes_its_dead_letters(store: SubscriptionSto
     assert store.delete(sub.id)
     assert store.dead_letters(sub.id) == []
     # A retry that ends after its subscription was deleted leaves nothing behind.
-    assert store.add_dead_letter(letter(sub.id, "late")) is False
+    assert store.add_dead_letter(letter(sub.id, "late")) is None
     assert store.dead_letters(sub.id) == []
 
 
@@ -140,3 +143,122 @@ def test_concurrent_adds(tmp_path: Path, on_disk: bool) -> None:
         assert [sub.url for sub in mine] == [f"https://x.example/{n}" for n in range(25)]
     assert all(len(store.dead_letters(sub.id)) == 1 for sub in everything)
     store.close()
+
+
+# --- the bound on dead letters ---------------------------------------------------------------
+
+def test_dead_letters_beyond_the_bound_drop_the_oldest(store: SubscriptionStore) -> None:
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    other = store.add("acme", "#", "https://a.example/o", "s")
+    assert store.add_dead_letter(letter(other.id, "o1"), keep=3) == 0
+    removed = [store.add_dead_letter(letter(sub.id, f"e{n}"), keep=3) for n in range(5)]
+    assert removed == [0, 0, 0, 1, 1]
+    assert [dead.event_id for dead in store.dead_letters(sub.id)] == ["e2", "e3", "e4"]
+    assert store.dropped(sub.id) == 2
+    assert (store.dead_letters(other.id), store.dropped(other.id)) == (
+        [letter(other.id, "o1")], 0)  # another subscription's bound is its own
+    assert store.dropped("sub_missing") == 0
+
+
+def test_without_a_bound_nothing_is_dropped(store: SubscriptionStore) -> None:
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    assert [store.add_dead_letter(letter(sub.id, f"e{n}")) for n in range(4)] == [0] * 4
+    assert len(store.dead_letters(sub.id)) == 4 and store.dropped(sub.id) == 0
+    with pytest.raises(ValueError, match="keep must be at least 1, not 0"):
+        store.add_dead_letter(letter(sub.id, "e"), keep=0)
+
+
+def test_a_lower_bound_drops_every_letter_beyond_it_at_once(store: SubscriptionStore) -> None:
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    for n in range(6):
+        store.add_dead_letter(letter(sub.id, f"e{n}"), keep=10)
+    assert store.add_dead_letter(letter(sub.id, "e6"), keep=2) == 5
+    assert [dead.event_id for dead in store.dead_letters(sub.id)] == ["e5", "e6"]
+    assert store.dropped(sub.id) == 5
+
+
+def test_taking_dead_letters_keeps_the_dropped_count(store: SubscriptionStore) -> None:
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    for n in range(3):
+        store.add_dead_letter(letter(sub.id, f"e{n}"), keep=1)
+    assert [dead.event_id for dead in store.take_dead_letters(sub.id)] == ["e2"]
+    assert store.dropped(sub.id) == 2
+    assert store.add_dead_letter(letter(sub.id, "again"), keep=1) == 0  # room again
+    assert store.delete(sub.id)
+    assert store.add_dead_letter(letter(sub.id, "late"), keep=1) is None
+    assert store.dropped(sub.id) == 0
+
+
+def test_the_dropped_count_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "subs.sqlite"
+    store = SubscriptionStore(path)
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    for n in range(4):
+        store.add_dead_letter(letter(sub.id, f"e{n}"), keep=2)
+    store.close()
+    reopened = SubscriptionStore(path)
+    assert reopened.dropped(sub.id) == 2
+    assert [dead.event_id for dead in reopened.dead_letters(sub.id)] == ["e2", "e3"]
+    assert reopened.add_dead_letter(letter(sub.id, "e4"), keep=2) == 1
+    assert reopened.dropped(sub.id) == 3
+    reopened.close()
+
+
+# The tables as the first version of the store wrote them (no `dropped`).
+FIRST_SCHEMA = """
+CREATE TABLE subscriptions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    tenant TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX subscriptions_tenant ON subscriptions (tenant, seq);
+CREATE TABLE dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX dead_letters_subscription ON dead_letters (subscription, seq);
+"""
+
+
+def columns(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [row[1] for row in conn.execute("PRAGMA table_info(subscriptions)")]
+
+
+def test_a_file_of_the_first_version_opens_and_gains_the_dropped_count(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(FIRST_SCHEMA)
+        conn.execute("INSERT INTO subscriptions (id, tenant, topic, kind, url, secret, created) "
+                     "VALUES ('sub_0123456789abcdef', 'acme', 'vm.#', 'webhook', "
+                     "'https://a.example/', 'old-secret', 5.0)")
+        conn.execute("INSERT INTO dead_letters (subscription, event_id, body, attempts, error, "
+                     "time) VALUES ('sub_0123456789abcdef', 'e0', '{\"id\":\"e0\"}', 5, "
+                     "'HTTP 503', 1000.0)")
+        conn.commit()
+    assert "dropped" not in columns(path)
+    store = SubscriptionStore(path)
+    assert "dropped" in columns(path)
+    old = Subscription("sub_0123456789abcdef", "acme", "vm.#", "webhook", "https://a.example/",
+                       "old-secret", 5.0)
+    assert store.list(None) == [old] and store.get(old.id) == old
+    assert store.dead_letters(old.id) == [letter(old.id, "e0")]
+    assert store.dropped(old.id) == 0
+    assert store.add_dead_letter(letter(old.id, "e1"), keep=1) == 1
+    assert store.dropped(old.id) == 1
+    new = store.add("acme", "#", "https://a.example/n", "s")
+    store.close()
+    again = SubscriptionStore(path)  # already up to date: opens as is
+    assert again.list(None) == [old, new]
+    assert (again.dropped(old.id), again.dropped(new.id)) == (1, 0)
+    again.close()

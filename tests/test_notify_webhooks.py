@@ -8,6 +8,7 @@ import builtins
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -30,9 +31,9 @@ SECRET = "s3cret"
 FAST = {"attempts": 3, "base_delay": 0.05, "max_delay": 0.2, "timeout": 5.0}
 
 
-def config() -> NotifyConfig:
+def config(max_dead_letters: int | None = None) -> NotifyConfig:
     """The test tenants, with webhooks allowed to reach the receiver on loopback."""
-    return tenants(allow="127.0.0.1")
+    return tenants(allow="127.0.0.1", max_dead_letters=max_dead_letters)
 
 
 class Receiver:
@@ -132,7 +133,7 @@ def test_a_failing_receiver_gets_retries_then_the_event_is_dead_lettered_and_red
         assert redrive.status_code == 202 and redrive.json() == {"redriven": 1}
         assert [b["id"] for b in receiver.wait_for(2)] == [first.id, second.id]
         assert client.get(f"/v1/subscriptions/{ident}/dead-letters").json() == {
-            "dead_letters": []}
+            "dead_letters": [], "dropped": 0}
     receiver.server.shutdown()
 
 
@@ -205,6 +206,42 @@ def test_a_receiver_too_far_behind_gets_dead_letters_not_an_endless_queue() -> N
     receiver.server.shutdown()
 
 
+def test_dead_letters_beyond_the_configured_bound_are_dropped_oldest_first(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`[webhooks] max_dead_letters = 3`: of 5 events a dead receiver refuses, the last 3 are
+    kept, 2 are counted as dropped (with a warning that names the subscription and never its
+    secret); a redrive then delivers the 3 kept ones, in order."""
+    caplog.set_level(logging.WARNING, logger="fsmc.notify")
+    receiver = Receiver(script=[500] * 5)
+    bus = EventBus()
+    with serving(bus, config(max_dead_letters=3),
+                 webhook_options={**FAST, "attempts": 1}) as base:
+        client = api(base, "acme")
+        ident = subscribe(client, receiver.url)
+        sent = [event("acme", n) for n in range(5)]
+        for each in sent:
+            bus.post(each)
+        deadline = time.monotonic() + 10
+        shown = client.get(f"/v1/subscriptions/{ident}/dead-letters").json()
+        while shown["dropped"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            shown = client.get(f"/v1/subscriptions/{ident}/dead-letters").json()
+        assert [letter["event_id"] for letter in shown["dead_letters"]] == [
+            e.id for e in sent[2:]]
+        assert shown["dropped"] == 2
+        warnings = [record.getMessage() for record in caplog.records
+                    if record.name == "fsmc.notify" and "dropped" in record.getMessage()]
+        assert warnings == [f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest"
+                            ] * 2
+        assert not any(SECRET in record.getMessage() for record in caplog.records)
+        redrive = client.post(f"/v1/subscriptions/{ident}/dead-letters/redrive")
+        assert redrive.json() == {"redriven": 3}
+        assert [b["id"] for b in receiver.wait_for(3)] == [e.id for e in sent[2:]]
+        assert client.get(f"/v1/subscriptions/{ident}/dead-letters").json() == {
+            "dead_letters": [], "dropped": 2}
+    receiver.server.shutdown()
+
+
 LOOPBACK = frozenset({"127.0.0.1"})
 
 
@@ -220,9 +257,9 @@ class SlowLetters(SubscriptionStore):
         super().__init__(":memory:")
         self.delay = delay
 
-    def add_dead_letter(self, letter: DeadLetter) -> bool:
+    def add_dead_letter(self, letter: DeadLetter, keep: int | None = None) -> int | None:
         time.sleep(self.delay)
-        return super().add_dead_letter(letter)
+        return super().add_dead_letter(letter, keep)
 
 
 def test_offer_never_waits_on_the_store() -> None:
