@@ -1,11 +1,13 @@
 """`create_app(bus, config)`: the notification service as an ASGI application (Starlette).
 
-Every request carries `Authorization: Bearer <key>`; a missing or unknown key is answered 401,
+Every `/v1` request carries `Authorization: Bearer <key>`; a missing or unknown key is answered 401,
 a key over its rate limit 429 with `Retry-After`. A tenant sees only the events of its own
 resources (`payload["account"]`); the admin sees all.
 
 - `GET /`: a web page that asks for an API key and shows that tenant's subscriptions and
   events live.
+- `GET /openapi.json`: the OpenAPI 3.1 document of every route (the data file
+  `notify/openapi.json`); like the page, served without a key.
 - `GET /v1/events[?topic=PATTERN]`: Server-Sent Events, one `StateChanged` event per
   transition (`id:` the event id, `data:` its CloudEvents JSON), resuming after the
   `Last-Event-ID` header from the replay log; `: heartbeat` comments while idle. A malformed
@@ -70,6 +72,7 @@ def create_app(bus: Any, config: NotifyConfig, *,
     one = "/v1/subscriptions/{id}"
     app = Starlette(routes=[
         Route("/", _page, methods=["GET"]),
+        Route("/openapi.json", _openapi, methods=["GET"]),
         Route("/v1/events", service.events, methods=["GET"]),
         Route("/v1/subscriptions", service.create, methods=["POST"]),
         Route("/v1/subscriptions", service.list, methods=["GET"]),
@@ -86,6 +89,7 @@ def create_app(bus: Any, config: NotifyConfig, *,
 
 
 _PAGE = (resources.files("fsmc.notify") / "static" / "index.html").read_bytes()
+_OPENAPI = (resources.files("fsmc.notify") / "openapi.json").read_bytes()
 
 
 async def _page(request: Request) -> Response:
@@ -94,6 +98,13 @@ async def _page(request: Request) -> Response:
                     headers={"Content-Security-Policy": "default-src 'self'; script-src "
                              "'unsafe-inline'; style-src 'unsafe-inline'",
                              "X-Content-Type-Options": "nosniff"})
+
+
+async def _openapi(request: Request) -> Response:
+    """The OpenAPI document (tests/test_notify_openapi.py checks it against the routes and the
+    real responses)."""
+    return Response(_OPENAPI, media_type="application/json",
+                    headers={"X-Content-Type-Options": "nosniff"})
 
 
 def _closing(unsubscribe: Callable[[], object], webhooks: WebhookDispatcher,
