@@ -37,6 +37,7 @@ from typing import Any
 from fsmc.runtime import StateChanged
 from fsmc.runtime.topics import compile_pattern
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -80,7 +81,8 @@ def create_app(bus: Any, config: NotifyConfig, *,
         Route(one, service.delete, methods=["DELETE"]),
         Route(one + "/dead-letters", service.dead_letters, methods=["GET"]),
         Route(one + "/dead-letters/redrive", service.redrive, methods=["POST"]),
-    ], lifespan=_closing(lambda: bus.unsubscribe(handle), webhooks, store))
+    ], lifespan=_closing(lambda: bus.unsubscribe(handle), webhooks, store),
+        exception_handlers={HTTPException: _http_error})
     app.state.hub = hub
     app.state.store = store
     app.state.webhooks = webhooks
@@ -242,6 +244,19 @@ class _Service:
             return found
         redriven = await asyncio.to_thread(self.webhooks.redrive, found.id)
         return JSONResponse({"redriven": redriven}, status_code=202)
+
+
+_HTTP_ERRORS = {404: ("not_found", "no such resource"),
+                405: ("method_not_allowed", "this method is not allowed here")}
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (an unknown path, a method a path does not have) in the JSON
+    shape of the others."""
+    assert isinstance(error, HTTPException)
+    code, message = _HTTP_ERRORS.get(error.status_code, ("http_error", str(error.detail)))
+    return _error(error.status_code, code, f"{message}: {request.method} {request.url.path}",
+                  headers=dict(error.headers or {}))
 
 
 def _error(status: int, code: str, message: str,

@@ -27,6 +27,7 @@ import hmac
 import logging
 import queue
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -42,11 +43,20 @@ from .store import DeadLetter, Subscription, SubscriptionStore
 from .stream import Item
 from .subscriptions import InvalidSubscription, check_delivery_target
 
-__all__ = ["ALL_TENANTS", "WebhookDispatcher", "signature"]
+__all__ = ["ALL_TENANTS", "WebhookDispatcher", "redact_urls", "signature"]
 
 logger = logging.getLogger("fsmc.notify")
 
 ALL_TENANTS = "*"  # the tenant of the admin's subscriptions: every tenant's events
+
+
+_URL = re.compile(r"(?i)\b(https?://)(?:[^\s/@'\"<>]*@)?([^\s/?#'\"<>]*)([^\s'\"<>]*)")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every http(s) URL cut to its scheme and host (`https://host/…`): webhook
+    URLs carry their tokens in the user, path or query, and never go to a log."""
+    return _URL.sub(lambda found: found[1] + found[2] + ("/…" if found[3] else ""), text)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -91,7 +101,11 @@ class _Lane:
                 if self.stopped:
                     return
                 item = self.queue[0]
-            self._deliver(self, item)
+            try:
+                self._deliver(self, item)
+            except Exception:  # a bug: say so, and keep the lane going
+                logger.exception("webhook %s: delivering %s failed", self.subscription.id,
+                                 item.id)
             with self.cond:
                 self.queue.popleft()  # only this thread takes from the queue
 
@@ -225,9 +239,10 @@ class WebhookDispatcher:
         store that fails is logged, and the thread goes on."""
         try:
             dropped = self._store.add_dead_letter(letter, self._max_dead_letters)
-        except sqlite3.Error as error:
-            logger.error("webhook %s: the dead letter of %s could not be stored: %s",
-                         letter.subscription, letter.event_id, error)
+        except Exception as error:  # the store failed (or a bug): the thread goes on
+            logger.error("webhook %s: the dead letter of %s could not be stored: %s: %s",
+                         letter.subscription, letter.event_id, type(error).__name__, error,
+                         exc_info=not isinstance(error, sqlite3.Error))
             return
         self._count("dead_lettered")
         if dropped:
@@ -244,8 +259,8 @@ class WebhookDispatcher:
             answer = self._client.post(url, content=body, headers=headers)
         except InvalidSubscription as refused:
             return f"target refused: {refused}"
-        except httpx.HTTPError as failure:
-            return f"{type(failure).__name__}: {failure}"
+        except Exception as failure:  # httpx's, or a resolver's; may hold the URL: redacted
+            return f"{type(failure).__name__}: {redact_urls(str(failure))}"
         if 200 <= answer.status_code < 300:
             return ""
         return f"HTTP {answer.status_code}"

@@ -248,3 +248,17 @@ def test_a_response_the_document_does_not_give_is_caught() -> None:
     with pytest.raises(AssertionError, match="no WWW-Authenticate"):
         check(httpx.Response(401, json={"error": "unauthorized", "message": "m"},
                              request=request), "/v1/subscriptions", "get")
+
+
+def test_unknown_paths_and_methods_get_the_documented_error_shape() -> None:
+    """Starlette's own 404 and 405 come as the JSON `Error` of the document too."""
+    with serving(EventBus(), config()) as base:
+        missing = httpx.get(f"{base}/v2/nothing", timeout=10)
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "not_found",
+                                  "message": "no such resource: GET /v2/nothing"}
+        conforms(missing.json(), "/components/schemas/Error")
+        wrong = httpx.put(f"{base}/v1/events", timeout=10)
+        assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+        assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD"}
+        conforms(wrong.json(), "/components/schemas/Error")

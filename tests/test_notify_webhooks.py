@@ -21,7 +21,7 @@ import pytest
 from fsmc.notify.config import NotifyConfig
 from fsmc.notify.store import DeadLetter, Subscription, SubscriptionStore
 from fsmc.notify.stream import Item
-from fsmc.notify.webhooks import WebhookDispatcher
+from fsmc.notify.webhooks import WebhookDispatcher, redact_urls
 from fsmc.runtime import EventBus, StateChanged
 
 from tests.notify_server import KEYS, serving
@@ -326,3 +326,43 @@ def test_concurrent_refreshes_do_not_undo_each_other(receiver: Receiver) -> None
         assert [body["id"] for body in receiver.wait_for(1, timeout=5)] == ["evt-1"]
     finally:
         dispatcher.close()
+
+
+def test_urls_in_errors_are_cut_to_their_host() -> None:
+    assert redact_urls("for url 'https://u:pw@hooks.example:8443/services/T0/B0/tok?k=v#f' x") \
+        == "for url 'https://hooks.example:8443/…' x"
+    assert redact_urls("HTTPS://Q.example and http://h.example?k=v.") == \
+        "HTTPS://Q.example and http://h.example/…"
+    assert redact_urls("ConnectError: [Errno 111] Connection refused") == \
+        "ConnectError: [Errno 111] Connection refused"
+
+
+def test_an_unexpected_failure_is_a_failed_attempt_and_never_leaks_the_url(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A resolver that raises what nobody expected (with the URL, token included, in its
+    message): each event is dead-lettered after its attempts, the lane goes on to the next
+    one, and neither the logs nor the dead letters show the token."""
+    caplog.set_level(logging.DEBUG, logger="fsmc.notify")
+    url = "https://hooks.example/services/TOKEN?key=TOKEN"
+
+    def resolve(host: str, port: int, **options: Any) -> Any:
+        raise RuntimeError(f"resolver crashed on {url}")
+
+    store = SubscriptionStore(":memory:")
+    subscription = store.add("acme", "#", url, SECRET)
+    dispatcher = WebhookDispatcher(store, frozenset(), attempts=2, base_delay=0.01,
+                                   max_delay=0.01, resolve=resolve)
+    try:
+        dispatcher.offer(item(1))
+        dispatcher.offer(item(2))
+        deadline = time.monotonic() + 10
+        while len(store.dead_letters(subscription.id)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        dispatcher.close()
+    letters = store.dead_letters(subscription.id)
+    assert [(letter.event_id, letter.attempts) for letter in letters] == [("evt-1", 2),
+                                                                          ("evt-2", 2)]
+    assert letters[0].error == "RuntimeError: resolver crashed on https://hooks.example/…"
+    assert caplog.records and not any("TOKEN" in record.getMessage() or record.exc_info
+                                      for record in caplog.records)
