@@ -264,10 +264,16 @@ class LoopRunner:
 class Mailbox:
     """The queue of one `async def` subscriber: events are appended from any thread and
     awaited one at a time, in order, by a task on the runner's loop (started when the mailbox
-    goes from empty to non-empty, ending when it is empty again)."""
+    goes from empty to non-empty, ending when it is empty again).
 
-    __slots__ = ("busy", "closed", "cond", "dropped", "handler", "items", "limit", "may_block",
-                 "on_error", "policy", "rejected", "runner", "scheduled", "task", "waiters")
+    The task takes what is queued as a batch (`taken`, swapped in under the lock, emptied by
+    the task alone), so the lock is taken once per batch, not per event. The bound counts
+    both: `len(items) + len(taken)` never passes `limit` (but where waiting could deadlock).
+    """
+
+    __slots__ = ("busy", "closed", "cond", "dropped", "handler", "items", "limit", "lock",
+                 "may_block", "on_error", "policy", "rejected", "runner", "scheduled", "taken",
+                 "task", "waiters")
 
     def __init__(self, handler: Callable[[Any], Any], runner: LoopRunner, limit: int,
                  policy: Overflow, on_error: ErrorHandler, dropped: AtomicCounter,
@@ -275,7 +281,11 @@ class Mailbox:
         self.handler = handler
         self.runner = runner
         self.items: deque[Any] = deque()
-        self.cond = threading.Condition(threading.Lock())
+        self.taken: deque[Any] = deque()
+        # `lock` is `cond`'s own lock, taken directly on the hot paths (a `with` on the
+        # Condition costs two Python-level calls more per event).
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.scheduled = False
         self.busy = False
         self.closed = False
@@ -291,16 +301,16 @@ class Mailbox:
     def push(self, event: object) -> None:
         """Queue `event` for the handler. Never raises: a full mailbox under the `raise`
         policy, or a loop that is closed, is reported to `on_error` as a failed delivery."""
-        with self.cond:
-            items = self.items
-            if self.closed or (len(items) >= self.limit and not self._make_room()):
+        with self.lock:
+            if self.closed or (len(self.items) + len(self.taken) >= self.limit and
+                               not self._make_room()):
                 failure: BaseException = BusClosed("the event bus is closed") if self.closed \
                     else BusFull(f"the queue of async subscriber {self.handler!r} is full "
                                  f"({self.limit} events)")
                 self.rejected.add()
                 report(self.on_error, failure, event, self.handler)
                 return
-            items.append(event)
+            self.items.append(event)  # read again: waiting for room let the task swap it
             if self.scheduled:
                 return
             self.scheduled = True
@@ -315,14 +325,17 @@ class Mailbox:
         if self.policy == "raise":
             return False
         if self.policy == "drop-oldest":
-            self.items.popleft()
-            self.dropped.add()
+            try:  # the oldest is in the batch in hand, if one is
+                (self.taken or self.items).popleft()
+                self.dropped.add()
+            except IndexError:  # the task took the last of its batch meanwhile
+                pass
             return True
         if not self.may_block():
             return True  # the loop's own thread, or a bus worker: waiting could deadlock
         self.waiters += 1
         try:
-            while len(self.items) >= self.limit and not self.closed:
+            while len(self.items) + len(self.taken) >= self.limit and not self.closed:
                 self.cond.wait(0.5)
         finally:
             self.waiters -= 1
@@ -342,28 +355,35 @@ class Mailbox:
         self.task = self.runner.loop.create_task(self._drain())
 
     async def _drain(self) -> None:
-        items = self.items
         cond = self.cond
         handler = self.handler
         runner = self.runner
         while True:
-            with cond:
-                if not items:
+            with self.lock:
+                if not self.items:
                     self.scheduled = False
                     self.busy = False
                     cond.notify_all()
                     return
-                event = items.popleft()
-                self.busy = True
+                taken, self.items, self.taken = self.items, self.taken, self.items
+            pop = taken.popleft
+            while True:
+                try:
+                    event = pop()
+                except IndexError:  # the batch is done (or was dropped by `wait_idle`)
+                    break
+                self.busy = True  # an event in hand, for `wait_idle`'s count
                 if self.waiters:
-                    cond.notify_all()
-            try:
-                await handler(event)
-            except Exception as error:
-                runner.failed += 1
-                report(self.on_error, error, event, handler)
-            else:
-                runner.delivered += 1
+                    with self.lock:
+                        cond.notify_all()
+                try:
+                    await handler(event)
+                except Exception as error:
+                    runner.failed += 1
+                    report(self.on_error, error, event, handler)
+                else:
+                    runner.delivered += 1
+                self.busy = False
 
     def wait_idle(self, timeout: float | None) -> int:
         """Wait until every queued event was handled; return how many were not (queued, plus
@@ -373,8 +393,9 @@ class Mailbox:
         with self.cond:
             left = 0
             if not self.cond.wait_for(lambda: not self.scheduled, timeout):
-                left = len(self.items) + self.busy
+                left = len(self.items) + len(self.taken) + self.busy
                 self.items.clear()
+                self.taken.clear()
             self.closed = True
             self.cond.notify_all()
             return left

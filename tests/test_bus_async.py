@@ -331,3 +331,38 @@ def test_100k_events_through_threads_mode_with_async_handlers() -> None:
             assert [s for p, s in seen if p == poster] == list(range(per_poster))  # type: ignore[misc]
     assert bus.stats() == {"posted": total, "delivered": 3 * total, "failed": 0, "dead": 0,
                            "dropped": 0}
+
+
+@pytest.mark.parametrize("overflow", ["block", "drop-oldest", "raise"])
+def test_a_small_async_queue_under_four_posting_threads(overflow: str) -> None:
+    """The subscriber's queue (8 events) is taken in batches while 4 threads post 5,000 events
+    each: every event is delivered, dropped or refused (never stranded between a batch and the
+    queue), and each poster's events that arrive keep their order."""
+    refused: list[object] = []
+    bus = EventBus(max_queue=8, overflow=overflow,  # type: ignore[arg-type]
+                   on_error=lambda exc, event, handler: refused.append(event))
+    handler = Recorder()
+    bus.subscribe(handler, tuple)
+    posters, per_poster = 4, 5_000
+
+    def post_all(poster: int) -> None:
+        for seq in range(per_poster):
+            bus.post((poster, seq))
+
+    threads = [threading.Thread(target=post_all, args=(p,)) for p in range(posters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert bus.close(timeout=60) == 0
+    stats = bus.stats()
+    total = posters * per_poster
+    seen = handler.seen
+    assert stats["posted"] == total
+    assert stats["delivered"] == len(seen)
+    assert len(seen) + stats["dropped"] + len(refused) == total
+    if overflow == "block":
+        assert len(seen) == total
+    for poster in range(posters):
+        mine = [seq for who, seq in seen if who == poster]  # type: ignore[misc]
+        assert mine == sorted(mine) and len(set(mine)) == len(mine)
