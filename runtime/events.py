@@ -59,12 +59,21 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows onl
 
 def _format_id(number: int) -> str:
     """UUIDv8 text of a (prefix << 62 | counter) number: the prefix fills the 48 + 12 custom
-    bits around the version nibble, the counter the 62 bits after the variant."""
+    bits around the version nibble, the counter the 62 bits after the variant. The first three
+    groups depend on the prefix alone (one per process): they are formatted once."""
+    global _head
     prefix = number >> _COUNTER_BITS
-    value = ((prefix >> 12) << 80) | (0x8 << 76) | ((prefix & 0xFFF) << 64) \
-        | (0b10 << 62) | (number & _COUNTER_MASK)
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    known, head = _head
+    if prefix != known:
+        high = f"{((prefix >> 12) << 16) | (0x8 << 12) | (prefix & 0xFFF):016x}"
+        head = f"{high[:8]}-{high[8:12]}-{high[12:]}-"
+        _head = (prefix, head)
+    low = hex(_VARIANT | (number & _COUNTER_MASK))  # "0x" + 16 digits: the top bit is set
+    return head + low[2:6] + "-" + low[6:]
+
+
+_VARIANT = 0b10 << 62
+_head: tuple[int, str] = (-1, "")
 
 
 def _datetime_from_ns(ns: int) -> datetime:

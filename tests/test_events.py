@@ -255,3 +255,18 @@ def test_dead_event() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         dead.event = 1  # type: ignore[misc]
     assert pickle.loads(pickle.dumps(dead)) == dead
+
+
+@given(st.lists(st.integers(min_value=0, max_value=(1 << 122) - 1), min_size=1, max_size=20))
+def test_id_text_is_the_uuid_of_the_layout(numbers: list[int]) -> None:
+    """`_format_id` (which formats the prefix's groups once and reuses them) against the
+    layout written out with `uuid.UUID`, for numbers of changing prefixes."""
+    import uuid
+
+    from fsmc.runtime.events import _format_id
+
+    for number in numbers:
+        prefix, counter = number >> 62, number & ((1 << 62) - 1)
+        value = ((prefix >> 12) << 80) | (0x8 << 76) | ((prefix & 0xFFF) << 64) | \
+            (0b10 << 62) | counter
+        assert _format_id(number) == str(uuid.UUID(int=value))
