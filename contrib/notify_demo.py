@@ -13,18 +13,25 @@ database is OUT/notify.db, so webhooks subscribed in one run are still there in 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from fsmc.notify.app import create_app
 from fsmc.notify.config import NotifyConfig, hash_key, parse_config
-from fsmc.notify.server import BackgroundServer
+from fsmc.notify.server import BackgroundServer, bind
+from fsmc.runtime.errors import FsmcError
 
-__all__ = ["ADMIN_KEY", "DemoService", "demo_config", "demo_key", "is_loopback"]
+__all__ = ["ADMIN_KEY", "DemoService", "ServiceUnavailable", "demo_config", "demo_key",
+           "is_loopback"]
 
 ADMIN_KEY = "demo-admin"
 SUBSCRIPTIONS_FILE = "notify.db"
+
+
+class ServiceUnavailable(FsmcError):
+    """The service cannot start: its port or its subscriptions database cannot be had."""
 
 
 def demo_key(account: str) -> str:
@@ -70,14 +77,25 @@ class DemoService:
 
     def attach(self, bus: Any, out: Path) -> None:
         """Serve the events of `bus` (before the simulation starts); wait for `wait_clients`
-        stream clients if asked to. Raises OSError when the port cannot be had."""
-        self.app = create_app(bus, self.config, subscriptions=out / SUBSCRIPTIONS_FILE)
+        stream clients if asked to. Raises `ServiceUnavailable` (having opened nothing) when
+        the port or the subscriptions database cannot be had."""
         try:
-            server = BackgroundServer(self.app, self.host, self.port)
+            listener = bind(self.host, self.port)
         except OSError as error:
-            raise OSError(f"the notification service cannot listen on {self.host}:{self.port}: "
-                          f"{error.strerror or error}") from None
-        self.server = server.start()
+            raise ServiceUnavailable(f"the notification service cannot listen on "
+                                     f"{self.host}:{self.port}: {error.strerror or error}"
+                                     ) from None
+        database = out / SUBSCRIPTIONS_FILE
+        try:
+            self.app = create_app(bus, self.config, subscriptions=database)
+        except (sqlite3.Error, OSError) as error:
+            listener.close()
+            raise ServiceUnavailable(f"the notification service cannot use {database}: "
+                                     f"{error}") from None
+        try:
+            self.server = BackgroundServer(self.app, self.host, listener=listener).start()
+        except RuntimeError as error:
+            raise ServiceUnavailable(str(error)) from None
         self._tell_how_to_follow()
         if self.wait_clients:
             self._await_clients()

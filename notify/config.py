@@ -37,7 +37,7 @@ from pathlib import Path
 
 from fsmc.runtime.errors import FsmcError
 
-__all__ = ["DEFAULT_BURST", "DEFAULT_CLIENT_QUEUE", "DEFAULT_HEARTBEAT",
+__all__ = ["ALL_TENANTS", "DEFAULT_BURST", "DEFAULT_CLIENT_QUEUE", "DEFAULT_HEARTBEAT",
            "DEFAULT_MAX_DEAD_LETTERS", "DEFAULT_RATE", "DEFAULT_REPLAY", "ConfigError",
            "NotifyConfig", "Tenant", "hash_key", "load_config", "parse_config", "short_hash"]
 
@@ -48,6 +48,7 @@ DEFAULT_CLIENT_QUEUE = 1_000  # events per stream client
 DEFAULT_HEARTBEAT = 15.0  # seconds
 DEFAULT_MAX_DEAD_LETTERS = 1_000  # per webhook subscription
 
+ALL_TENANTS = "*"  # the tenant of the admin's webhook subscriptions: never a tenant's id
 _HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _SHOWN = 12  # hex digits of a hash shown in messages
 
@@ -206,6 +207,9 @@ class _Reader:
             if not isinstance(tenant_id, str) or not tenant_id:
                 raise self.fail(f"{where}: id", f"must be a non-empty string, not "
                                                f"{_kind(tenant_id)}")
+            if tenant_id == ALL_TENANTS:
+                raise self.fail(f"{where}: id", f"{ALL_TENANTS!r} is reserved: it marks the "
+                                               "admin's subscriptions, which see every tenant")
             if tenant_id in seen:
                 raise self.fail(f"{where} (id {tenant_id!r})",
                                 f"duplicate tenant id: [[tenants]] #{seen[tenant_id]} has it too")

@@ -1,5 +1,5 @@
 """Serving the notification service (an app of `create_app`) with uvicorn, so that it stops
-gracefully: `serve(app, host, port)` in the foreground until SIGINT/SIGTERM (`fsmc notify
+gracefully: `serve(app, bind(host, port))` in the foreground until SIGINT/SIGTERM (`fsmc notify
 serve`), and `BackgroundServer` from a thread of this process, for programs that serve while
 they do something else (the demo, tests, benchmarks).
 
@@ -7,16 +7,20 @@ they do something else (the demo, tests, benchmarks).
         print(server.url)        # http://127.0.0.1:8080
         ...                      # fire transitions; clients follow them
 
-The listening socket is bound in the constructor, so a port in use fails there with the
+The listening socket is bound in the constructor (or by `bind` before, for a caller that must
+know the port is free before it builds the app), so a port in use fails there with the
 `OSError` of the bind, and no other server can take the port before uvicorn starts.
 
 Stopping first ends every open event stream with a `shutdown` event (`Hub.close`): uvicorn
-waits for open responses before it exits, and a stream never ends by itself. Whatever is still
-open after `grace` seconds is cut (`force_exit`): a server never outlives its block.
+waits for open responses before it exits, and a stream never ends by itself. A response still
+open after `grace` seconds (a client that stopped reading, its socket buffers full) is
+cancelled, then the app's shutdown runs (the bus left, webhook lanes stopped, the store
+closed): a server never outlives its block, and `serve` returns after a signal.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -25,14 +29,18 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["BackgroundServer", "serve"]
+__all__ = ["BackgroundServer", "bind", "serve"]
+
+GRACE = 5.0  # seconds open responses get to end once the service is told to stop
 
 
 class _Server(uvicorn.Server):
     """uvicorn's server, ending the app's event streams when told to exit."""
 
-    def __init__(self, app: Any, **options: Any) -> None:
-        super().__init__(uvicorn.Config(app, lifespan="on", **options))
+    def __init__(self, app: Any, grace: float, **options: Any) -> None:
+        super().__init__(uvicorn.Config(app, lifespan="on",
+                                        timeout_graceful_shutdown=max(1, math.ceil(grace)),
+                                        **options))
         self._hub = app.state.hub
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -47,32 +55,41 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(app: Any, host: str, port: int, *, log_level: str = "warning") -> None:
-    """Serve `app` until SIGINT or SIGTERM, then return (a second SIGINT cuts open
-    connections)."""
-    _Server(app, host=host, port=port, log_level=log_level).run()
+def serve(app: Any, listener: socket.socket, *, log_level: str = "warning",
+          grace: float = GRACE) -> None:
+    """Serve `app` on `listener` (from `bind`) until SIGINT or SIGTERM, then return once open
+    responses ended (or were cancelled after `grace` seconds) and the app's shutdown ran."""
+    _Server(app, grace, log_level=log_level).run(sockets=[listener])
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A socket bound to `host:port` (port 0: a free one), not yet listening; `OSError` if the
+    address cannot be had."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port,
+                                                         type=socket.SOCK_STREAM)[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 class BackgroundServer:
-    """uvicorn serving `app` on `host:port` (port 0: a free one) from a daemon thread."""
+    """uvicorn serving `app` on `host:port` (port 0: a free one), or on the socket of
+    `bind(host, port)` given as `listener`, from a daemon thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *,
-                 log_level: str = "warning", grace: float = 5.0) -> None:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM)[0]
-        self._listener = socket.socket(family, kind, proto)
-        try:
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._listener.bind(address)
-        except OSError:
-            self._listener.close()
-            raise
-        bound = self._listener.getsockname()
-        self.host, self.port = host, int(bound[1])
+                 listener: socket.socket | None = None, log_level: str = "warning",
+                 grace: float = GRACE) -> None:
+        self._listener = bind(host, port) if listener is None else listener
+        self.host, self.port = host, int(self._listener.getsockname()[1])
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
         self.grace = grace
-        self._server = _Server(app, log_level=log_level)
+        self._server = _Server(app, grace, log_level=log_level)
         self._thread = threading.Thread(target=self._server.run, name="fsmc-notify-server",
                                         kwargs={"sockets": [self._listener]}, daemon=True)
 
@@ -89,14 +106,15 @@ class BackgroundServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving: end open streams (cut them after `grace` seconds), run the app's
-        shutdown, release the port."""
+        """Stop serving: end open streams (cancel those still open after `grace` seconds), run
+        the app's shutdown, release the port. Waits `timeout` seconds more than `grace` at
+        most (then uvicorn is forced out, without the app's shutdown: a hung shutdown)."""
         self._server.exit()
         if self._thread.is_alive():
-            self._thread.join(self.grace)
+            self._thread.join(self.grace + timeout)
         if self._thread.is_alive():
             self._server.force_exit = True
-            self._thread.join(timeout)
+            self._thread.join(1.0)
         self._listener.close()
 
     def __enter__(self) -> BackgroundServer:

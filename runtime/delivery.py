@@ -368,11 +368,14 @@ class Mailbox:
                 taken, self.items, self.taken = self.items, self.taken, self.items
             pop = taken.popleft
             while True:
+                # Marked busy before the pop: a `wait_idle` that gives up in between may count
+                # one event twice, never miss one that is about to be handled.
+                self.busy = True
                 try:
                     event = pop()
                 except IndexError:  # the batch is done (or was dropped by `wait_idle`)
+                    self.busy = False
                     break
-                self.busy = True  # an event in hand, for `wait_idle`'s count
                 if self.waiters:
                     with self.lock:
                         cond.notify_all()

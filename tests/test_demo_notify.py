@@ -88,3 +88,20 @@ def test_notify_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert f"the notification service cannot listen on 127.0.0.1:{port}" in err
     assert "Traceback" not in err
+
+
+def test_a_subscriptions_database_it_cannot_use_is_one_line(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notify.db").write_text("not a database")
+    before = {thread.name for thread in threading.enumerate()}
+    assert main(["demo", "--vms", "5", "--accounts", "2", "--days", "1", "--seconds", "0",
+                 "--no-site", "--out", str(out), "--notify", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"fsmc: error: the notification service cannot use {out / 'notify.db'}: "
+                   "file is not a database\n")
+    assert {thread.name for thread in threading.enumerate()} <= before  # nothing left running

@@ -226,6 +226,16 @@ def test_tenant_id_not_a_string() -> None:
     fails('[[tenants]]\nid = ""\napi_keys = []\n', "[[tenants]] #1: id: must be a non-empty")
 
 
+def test_the_admins_marker_is_no_tenant_id() -> None:
+    """`*` marks the admin's webhook subscriptions (they see every tenant): a tenant called so
+    would receive, list and delete them."""
+    from fsmc.notify.webhooks import ALL_TENANTS as MARKER
+
+    assert MARKER == "*"
+    fails('[[tenants]]\nid = "*"\napi_keys = []\n',
+          "[[tenants]] #1: id: '*' is reserved: it marks the admin's subscriptions")
+
+
 def test_duplicate_tenant_ids() -> None:
     fails(f'[[tenants]]\nid = "a"\napi_keys = ["{h("1")}"]\n'
           f'[[tenants]]\nid = "b"\napi_keys = ["{h("2")}"]\n'

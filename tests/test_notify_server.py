@@ -4,12 +4,15 @@ gracefully, ending open streams with a `shutdown` event after what they hold."""
 from __future__ import annotations
 
 import socket
+import sqlite3
+import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from fsmc.notify.app import create_app
-from fsmc.notify.server import BackgroundServer
+from fsmc.notify.server import BackgroundServer, bind
 from fsmc.runtime import EventBus, StateChanged
 
 from tests.notify_server import KEYS, Reader, config
@@ -38,16 +41,70 @@ def test_stop_ends_open_streams_with_a_shutdown_event_after_what_they_hold() -> 
         httpx.get(server.url + "/", timeout=2)
 
 
-def test_a_port_in_use_fails_in_the_constructor() -> None:
+def test_a_port_in_use_fails_in_bind() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
         with pytest.raises(OSError):
-            BackgroundServer(create_app(EventBus(), config()), port=port)
+            bind("127.0.0.1", taken.getsockname()[1])
+
+
+def test_a_client_that_stops_reading_cannot_hold_the_server(tmp_path: Path) -> None:
+    """A stream whose client never reads (its socket buffers full, the response stuck in
+    `send`) is cancelled after `grace`; the app's shutdown still runs: webhook threads gone,
+    the store closed."""
+    bus = EventBus()
+    app = create_app(bus, config(client_queue=100_000), subscriptions=tmp_path / "n.db")
+    server = BackgroundServer(app, grace=1).start()
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect((server.host, server.port))
+    stalled.sendall(f"GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                    f"{KEYS['admin']}\r\n\r\n".encode())
+    deadline = time.monotonic() + 10
+    while app.state.hub.clients < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for n in range(3000):
+        bus.post(StateChanged("VirtualMachine", f"vm-{n}", "StartRequested", "Stopped",
+                              "Starting", (), {"account": "acme", "pad": "x" * 500}))
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.stop()
+    stopped_in = time.monotonic() - started
+    stalled.close()
+    assert stopped_in < 8, f"stop() took {stopped_in:.1f} s"
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("fsmc-")]
+    with pytest.raises(sqlite3.ProgrammingError):  # closed by the app's shutdown
+        app.state.store.list(None)
 
 
 def test_url_names_the_port_chosen_and_serves_the_page() -> None:
     with BackgroundServer(create_app(EventBus(), config())) as server:
         assert server.url == f"http://127.0.0.1:{server.port}" and server.port > 0
         assert httpx.get(server.url + "/", timeout=5).status_code == 200
+
+
+def test_serve_refuses_a_port_in_use_and_a_database_it_cannot_use(tmp_path: Path) -> None:
+    import io
+
+    from fsmc.compiler.cli import main
+    from fsmc.notify.config import hash_key
+
+    path = tmp_path / "notify.toml"
+    path.write_text(f'[[tenants]]\nid = "acme"\napi_keys = ["{hash_key("k")}"]\n')
+    broken = tmp_path / "broken.db"
+    broken.write_text("not a database")
+    err = io.StringIO()
+    assert main(["notify", "serve", "--config", str(path), "--port", "0", "--db", str(broken)],
+                stdout=io.StringIO(), stderr=err) == 2
+    assert err.getvalue() == (f"fsmc: error: --db {broken}: cannot use it for the "
+                              "subscriptions: file is not a database\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = io.StringIO()
+        assert main(["notify", "serve", "--config", str(path), "--port", str(port), "--db",
+                     str(tmp_path / "n.db")], stdout=io.StringIO(), stderr=err) == 2
+    assert err.getvalue() == f"fsmc: error: cannot listen on 127.0.0.1:{port}: " \
+                             "Address already in use\n"

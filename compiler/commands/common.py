@@ -20,6 +20,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def not_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def add_actions(subparsers: Any, name: str, help: str, description: str) -> Any:
     """A subcommand `fsmc NAME ACTION ...` (its own help text shown as written); returns the
     group to add each action's parser to."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import review
-from .common import positive_int
+from .common import not_negative_int, positive_int
 
 if TYPE_CHECKING:
     from fsmc.contrib import demo as contrib_demo
@@ -80,8 +80,8 @@ def add_parser(subparsers: Any) -> None:
                         help="serve the events to tenants over HTTP while the demo runs")
     notify.add_argument("--notify-config", metavar="FILE",
                         help="the service's TOML config (default: a tenant per demo account)")
-    notify.add_argument("--wait-clients", type=positive_int, default=0, metavar="N",
-                        help="wait for N stream clients before simulating")
+    notify.add_argument("--wait-clients", type=not_negative_int, default=0, metavar="N",
+                        help="wait for N stream clients before simulating (default 0)")
     notify.add_argument("--linger", type=_not_negative, default=0.0, metavar="SECONDS",
                         help="keep serving SECONDS after the simulation (default 0)")
     parser.set_defaults(run=run)
@@ -204,10 +204,15 @@ def _run(args: argparse.Namespace, config: contrib_demo.DemoConfig, service: Dem
          out: TextIO, err: TextIO) -> int:
     from fsmc.contrib.demo import format_summary, run_demo
 
+    unavailable: tuple[type[Exception], ...] = ()
+    if service is not None:
+        from fsmc.contrib.notify_demo import ServiceUnavailable
+
+        unavailable = (ServiceUnavailable,)
     try:
         result = run_demo(config, progress=err, service=service)
-    except OSError as error:  # an output folder that cannot be written, a port taken
-        err.write(f"fsmc: error: {error}\n")
+    except (OSError, *unavailable) as error:  # an output folder that cannot be written, or
+        err.write(f"fsmc: error: {error}\n")   # the notification service cannot start
         return 2
     except Exception as error:  # the broker cannot be reached to declare the queue
         if not args.amqp or type(error).__module__.split(".")[0] != "pika":

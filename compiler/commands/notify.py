@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 from typing import Any, TextIO
 
 from .common import add_actions
@@ -41,7 +42,7 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         from fsmc.notify.app import create_app
         from fsmc.notify.config import ConfigError, load_config
-        from fsmc.notify.server import serve
+        from fsmc.notify.server import bind, serve
     except ImportError as error:
         err.write(f"fsmc: error: the service needs its extra: pip install 'fsmc[notify]' "
                   f"({error})\n")
@@ -53,7 +54,20 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ConfigError as error:
         err.write(f"fsmc: error: {error}\n")
         return 2
+    try:
+        listener = bind(args.host, args.port)
+    except OSError as error:
+        err.write(f"fsmc: error: cannot listen on {args.host}:{args.port}: "
+                  f"{error.strerror or error}\n")
+        return 2
     bus = EventBus()
+    try:
+        app = create_app(bus, config, subscriptions=args.db)
+    except (sqlite3.Error, OSError) as error:
+        listener.close()
+        err.write(f"fsmc: error: --db {args.db}: cannot use it for the subscriptions: "
+                  f"{error}\n")
+        return 2
     consumer, source = None, ""
     if args.amqp:
         from fsmc.runtime.amqp import AmqpConsumer
@@ -63,6 +77,7 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             consumer = AmqpConsumer(args.amqp, None, ["#"], bus=bus)
         except ValueError as error:
+            listener.close()
             err.write(f"fsmc: error: --amqp: {error}\n")
             return 2
         source = f", events from {redacted(args.amqp)}"
@@ -70,9 +85,10 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     err.write(f"fsmc: notification service on http://{args.host}:{args.port}/ "
               f"({tenants} tenant{'' if tenants == 1 else 's'}{source})\n")
     try:
-        serve(create_app(bus, config, subscriptions=args.db), args.host, args.port)
+        serve(app, listener)
     finally:
         if consumer is not None:
             consumer.close()
         bus.close()
+        listener.close()
     return 0
