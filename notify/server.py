@@ -20,6 +20,8 @@ closed): a server never outlives its block, and `serve` returns after a signal.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import socket
 import threading
@@ -32,6 +34,25 @@ import uvicorn
 __all__ = ["BackgroundServer", "bind", "serve"]
 
 GRACE = 5.0  # seconds open responses get to end once the service is told to stop
+
+
+class _CutAtShutdown(logging.Filter):
+    """uvicorn logs each response it cancels after the grace period as "Exception in ASGI
+    application" with a traceback. Here that is the designed end of a stream whose client
+    stopped reading: one warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, asyncio.CancelledError) and "graceful shutdown" in str(error):
+            record.msg, record.args, record.exc_info = _CUT, (), None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_CUT = "a stream whose client stopped reading was cut at shutdown"
+_uvicorn_log = logging.getLogger("uvicorn.error")
+if not any(isinstance(each, _CutAtShutdown) for each in _uvicorn_log.filters):
+    _uvicorn_log.addFilter(_CutAtShutdown())
 
 
 class _Server(uvicorn.Server):

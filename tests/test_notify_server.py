@@ -3,6 +3,7 @@ gracefully, ending open streams with a `shutdown` event after what they hold."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import sqlite3
 import threading
@@ -68,10 +69,20 @@ def test_a_client_that_stops_reading_cannot_hold_the_server(tmp_path: Path) -> N
         bus.post(StateChanged("VirtualMachine", f"vm-{n}", "StartRequested", "Stopped",
                               "Starting", (), {"account": "acme", "pad": "x" * 500}))
     time.sleep(0.3)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
     started = time.monotonic()
-    server.stop()
+    try:
+        server.stop()
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(handler)
     stopped_in = time.monotonic() - started
     stalled.close()
+    assert "a stream whose client stopped reading was cut at shutdown" in \
+        [record.getMessage() for record in records]
+    assert not any(record.exc_info for record in records)  # one line, not a traceback
     assert stopped_in < 8, f"stop() took {stopped_in:.1f} s"
     assert not [t.name for t in threading.enumerate() if t.name.startswith("fsmc-")]
     with pytest.raises(sqlite3.ProgrammingError):  # closed by the app's shutdown
