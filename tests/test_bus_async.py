@@ -15,6 +15,8 @@ from fsmc.runtime.errors import BusClosed, BusFull
 from fsmc.runtime.events import DeadEvent
 from fsmc.runtime.subscriptions import is_async_handler, subscribe
 
+from tests.posting import post_from_threads
+
 WAIT = 20.0
 
 
@@ -312,17 +314,7 @@ def test_100k_events_through_threads_mode_with_async_handlers() -> None:
     bus.subscribe(second, tuple)
     bus.subscribe(sync_seen.append, tuple)
     posters, per_poster = 4, 25_000
-
-    def post_all(poster: int) -> None:
-        post = bus.post
-        for seq in range(per_poster):
-            post((poster, seq))
-
-    threads = [threading.Thread(target=post_all, args=(p,)) for p in range(posters)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    post_from_threads(bus, posters, per_poster, 60)
     assert bus.close(timeout=60) == 0
     total = posters * per_poster
     for seen in (first.seen, second.seen, sync_seen):
@@ -344,16 +336,7 @@ def test_a_small_async_queue_under_four_posting_threads(overflow: str) -> None:
     handler = Recorder()
     bus.subscribe(handler, tuple)
     posters, per_poster = 4, 5_000
-
-    def post_all(poster: int) -> None:
-        for seq in range(per_poster):
-            bus.post((poster, seq))
-
-    threads = [threading.Thread(target=post_all, args=(p,)) for p in range(posters)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    post_from_threads(bus, posters, per_poster, 60)
     assert bus.close(timeout=60) == 0
     stats = bus.stats()
     total = posters * per_poster

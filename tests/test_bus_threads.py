@@ -16,6 +16,8 @@ from fsmc.runtime.errors import BusClosed, BusFull
 from fsmc.runtime.events import DeadEvent, StateChanged
 from fsmc.runtime.threaded import ThreadedEventBus
 
+from tests.posting import post_from_threads
+
 WAIT = 20.0
 
 
@@ -80,16 +82,7 @@ def test_per_subscriber_order_with_several_posting_threads(buses: list[EventBus]
     for slot in received:
         bus.subscribe(slot.append, tuple)
     posters, per_poster = 4, 3_000
-
-    def post_all(poster: int) -> None:
-        for seq in range(per_poster):
-            bus.post((poster, seq))
-
-    threads = [threading.Thread(target=post_all, args=(p,)) for p in range(posters)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    post_from_threads(bus, posters, per_poster, WAIT)
     assert bus.close(timeout=WAIT) == 0
     for slot in received:
         assert len(slot) == posters * per_poster
