@@ -19,9 +19,12 @@ resources (`payload["account"]`); the admin sees all.
   /v1/subscriptions/{id}/dead-letters/redrive`. Another tenant's subscription is answered 404,
   a malformed pattern, URL or body 422.
 
-The store is SQLite and every call into it blocks, so handlers make them in a worker thread
-(`asyncio.to_thread`), never on the event loop: a slow disk delays that request, not the open
-streams.
+The store is SQLite and every call into it blocks, so handlers make them in a worker thread,
+never on the event loop: a slow disk delays that request, not the open streams. The app has two
+executors of its own, not the loop's default one: one for the store (2 threads: SQLite is
+serialised by the store's lock anyway) and one for the DNS lookups that check a new
+subscription's URL (4 threads), so a tenant naming hosts that take long to resolve delays only
+subscriptions being made, never another request's store calls. Both are shut down with the app.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fsmc.runtime import StateChanged
 from fsmc.runtime.topics import compile_pattern
@@ -52,6 +56,11 @@ from .webhooks import ALL_TENANTS, WebhookDispatcher
 
 __all__ = ["create_app"]
 
+_T = TypeVar("_T")
+
+STORE_THREADS = 2  # the store's lock lets one call in at a time: a second one waits ready
+DNS_THREADS = 4  # lookups of new subscriptions' hosts at once; more wait their turn
+
 
 def create_app(bus: Any, config: NotifyConfig, *,
                subscriptions: str | Path | SubscriptionStore = ":memory:",
@@ -61,15 +70,36 @@ def create_app(bus: Any, config: NotifyConfig, *,
     `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
     `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout; a
     `max_dead_letters` there overrides the config's). The hub, the store and the dispatcher
-    are `app.state.hub`, `.store`, `.webhooks`."""
-    hub = Hub(replay=config.replay, owner=owner_of)
-    store = (subscriptions if isinstance(subscriptions, SubscriptionStore)
-             else SubscriptionStore(subscriptions))
-    webhooks = WebhookDispatcher(store, config.allow_hosts, **{
-        "max_dead_letters": config.max_dead_letters, **(webhook_options or {})})
-    hub.add_listener(webhooks.offer)
-    handle = bus.subscribe(hub.publish, StateChanged)
-    service = _Service(hub, config, store, webhooks)
+    are `app.state.hub`, `.store`, `.webhooks`.
+
+    If it raises part-way (a file that is not a database raises `sqlite3.DatabaseError`),
+    what it opened is closed again: the store it opened, the dispatcher's threads, its
+    subscription to `bus` (a store given to it stays open, the caller's)."""
+    with contextlib.ExitStack() as undo:
+        hub = Hub(replay=config.replay, owner=owner_of)
+        if isinstance(subscriptions, SubscriptionStore):
+            store = subscriptions
+        else:
+            store = SubscriptionStore(subscriptions)
+            undo.callback(store.close)
+        webhooks = WebhookDispatcher(store, config.allow_hosts, **{
+            "max_dead_letters": config.max_dead_letters, **(webhook_options or {})})
+        undo.callback(webhooks.close)
+        hub.add_listener(webhooks.offer)
+        handle = bus.subscribe(hub.publish, StateChanged)
+        undo.callback(bus.unsubscribe, handle)
+        app = _build(bus, handle, hub, config, store, webhooks)
+        undo.pop_all()
+    return app
+
+
+def _build(bus: Any, handle: Any, hub: Hub, config: NotifyConfig, store: SubscriptionStore,
+           webhooks: WebhookDispatcher) -> Starlette:
+    """The application around what `create_app` opened."""
+    # Threads start on the first call: an app that never serves leaves none behind.
+    store_pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="fsmc-notify-store")
+    dns_pool = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="fsmc-notify-dns")
+    service = _Service(hub, config, store, webhooks, store_pool, dns_pool)
     one = "/v1/subscriptions/{id}"
     app = Starlette(routes=[
         Route("/", _page, methods=["GET"]),
@@ -81,7 +111,8 @@ def create_app(bus: Any, config: NotifyConfig, *,
         Route(one, service.delete, methods=["DELETE"]),
         Route(one + "/dead-letters", service.dead_letters, methods=["GET"]),
         Route(one + "/dead-letters/redrive", service.redrive, methods=["POST"]),
-    ], lifespan=_closing(lambda: bus.unsubscribe(handle), webhooks, store),
+    ], lifespan=_closing(lambda: bus.unsubscribe(handle), webhooks, store, store_pool,
+                         dns_pool),
         exception_handlers={HTTPException: _http_error})
     app.state.hub = hub
     app.state.store = store
@@ -110,28 +141,43 @@ async def _openapi(request: Request) -> Response:
 
 
 def _closing(unsubscribe: Callable[[], object], webhooks: WebhookDispatcher,
-             store: SubscriptionStore) -> Any:
-    """The app's lifespan: at shutdown, leave the bus, stop the webhook lanes, then close the
-    store (in a worker thread: stopping the lanes waits for them)."""
+             store: SubscriptionStore, store_pool: ThreadPoolExecutor,
+             dns_pool: ThreadPoolExecutor) -> Any:
+    """The app's lifespan: at shutdown, leave the bus, stop the webhook lanes, close the store
+    (in the store's executor: stopping the lanes waits for them), then shut both executors
+    down without waiting on the loop (a lookup still hanging ends in its thread, its answer
+    unused)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        unsubscribe()
-        await asyncio.to_thread(webhooks.close)
-        await asyncio.to_thread(store.close)
+        try:
+            unsubscribe()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(store_pool, webhooks.close)
+            await loop.run_in_executor(store_pool, store.close)
+        finally:
+            dns_pool.shutdown(wait=False, cancel_futures=True)
+            store_pool.shutdown(wait=False, cancel_futures=True)
 
     return lifespan
 
 
 class _Service:
     def __init__(self, hub: Hub, config: NotifyConfig, store: SubscriptionStore,
-                 webhooks: WebhookDispatcher) -> None:
+                 webhooks: WebhookDispatcher, store_pool: Executor, dns_pool: Executor) -> None:
         self.hub = hub
         self.config = config
         self.store = store
         self.webhooks = webhooks
         self.auth = Authenticator(config)
         self.limiter = RateLimiter(config.rate, config.burst)
+        self._store_pool = store_pool
+        self._dns_pool = dns_pool
+
+    async def stored(self, call: Callable[..., _T], *args: Any) -> _T:
+        """`call(*args)` (the store's, or the dispatcher's that calls it) in the store's
+        executor."""
+        return await asyncio.get_running_loop().run_in_executor(self._store_pool, call, *args)
 
     def admit(self, request: Request) -> Principal | Response:
         """The caller, or the response refusing it (401, 429)."""
@@ -178,13 +224,14 @@ class _Service:
         except ValueError:
             return _error(422, "invalid_body", "the body must be a JSON object")
         try:
-            # Resolving the host may take a while: not on the event loop.
-            topic, url, secret = await asyncio.to_thread(
-                validate_subscription, body, self.config.allow_hosts)
+            # Resolving the host may take a while: not on the event loop, and not in the
+            # store's executor either.
+            topic, url, secret = await asyncio.get_running_loop().run_in_executor(
+                self._dns_pool, validate_subscription, body, self.config.allow_hosts)
         except InvalidSubscription as error:
             return _error(422, "invalid_subscription", str(error))
         tenant = admitted.tenant if admitted.tenant is not None else ALL_TENANTS
-        subscription = await asyncio.to_thread(self._add, tenant, topic, url, secret)
+        subscription = await self.stored(self._add, tenant, topic, url, secret)
         return JSONResponse(subscription.to_json(), status_code=201)
 
     def _add(self, tenant: str, topic: str, url: str, secret: str) -> Subscription:
@@ -197,8 +244,7 @@ class _Service:
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted
-        found = await asyncio.to_thread(self.store.list,
-                                        None if admitted.admin else admitted.tenant)
+        found = await self.stored(self.store.list, None if admitted.admin else admitted.tenant)
         return JSONResponse({"subscriptions": [each.to_json() for each in found]})
 
     async def owned(self, request: Request) -> Subscription | Response:
@@ -207,7 +253,7 @@ class _Service:
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted
-        subscription = await asyncio.to_thread(self.store.get, request.path_params["id"])
+        subscription = await self.stored(self.store.get, request.path_params["id"])
         if subscription is None or not (admitted.admin or subscription.tenant ==
                                         admitted.tenant):
             return _error(404, "not_found", "no such subscription")
@@ -221,7 +267,7 @@ class _Service:
         found = await self.owned(request)
         if isinstance(found, Response):
             return found
-        await asyncio.to_thread(self._delete, found.id)
+        await self.stored(self._delete, found.id)
         return Response(status_code=204)
 
     def _delete(self, subscription_id: str) -> None:
@@ -233,7 +279,7 @@ class _Service:
         found = await self.owned(request)
         if isinstance(found, Response):
             return found
-        letters, dropped = await asyncio.to_thread(
+        letters, dropped = await self.stored(
             lambda: (self.store.dead_letters(found.id), self.store.dropped(found.id)))
         return JSONResponse({"dead_letters": [letter.to_json() for letter in letters],
                              "dropped": dropped})
@@ -242,7 +288,7 @@ class _Service:
         found = await self.owned(request)
         if isinstance(found, Response):
             return found
-        redriven = await asyncio.to_thread(self.webhooks.redrive, found.id)
+        redriven = await self.stored(self.webhooks.redrive, found.id)
         return JSONResponse({"redriven": redriven}, status_code=202)
 
 

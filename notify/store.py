@@ -3,8 +3,10 @@
 What it is given was checked before (`fsmc.notify.subscriptions.validate_subscription`).
 
 A subscription's dead letters may be bounded: beyond the bound the oldest are removed, and the
-subscription's `dropped` count (kept in the file) says how many were. A file written by an
-earlier version, without that count, is brought up to date when it is opened.
+subscription's `dropped` count (kept in the file) says how many were. Dead letters are added
+one at a time (`add_dead_letter`) or as a batch in one transaction (`add_dead_letters`). A
+file written by an earlier version, without that count, is brought up to date when it is
+opened. A file that is not a database raises `sqlite3.DatabaseError`, and nothing stays open.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -106,10 +108,14 @@ class SubscriptionStore:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(name, check_same_thread=False, isolation_level=None,
                                      timeout=10.0)
-        if name != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
-        self._migrate()
+        try:
+            if name != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(_SCHEMA)
+            self._migrate()
+        except BaseException:  # not a database, not writable, ...: leave nothing open
+            self._conn.close()
+            raise
 
     def _migrate(self) -> None:
         """Bring a file of an earlier version up to this one: it has no `dropped` column
@@ -179,29 +185,38 @@ class SubscriptionStore:
         `dropped` (in the same transaction). Returns how many were removed (0 when none), or
         None, with nothing kept, if the subscription no longer exists (as when it was deleted
         while the event was being retried)."""
-        if keep is not None and keep < 1:
-            raise ValueError(f"keep must be at least 1, not {keep}")
-        subscription = letter.subscription
+        _check_keep(keep)
         with self._transaction() as conn:
-            added = conn.execute(
-                f"INSERT INTO dead_letters ({_DEAD_COLUMNS}) SELECT ?, ?, ?, ?, ?, ? "
-                f"WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = ?)",
-                (subscription, letter.event_id, letter.body, letter.attempts, letter.error,
-                 letter.time, subscription)).rowcount
-            if not added:
+            if not _exists(conn, letter.subscription):
                 return None
-            if keep is None:
-                return 0
-            (count,) = conn.execute("SELECT COUNT(*) FROM dead_letters WHERE subscription = ?",
-                                    (subscription,)).fetchone()
-            excess = int(count) - keep
-            if excess <= 0:
-                return 0
-            conn.execute("DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters "
-                         "WHERE subscription = ? ORDER BY seq LIMIT ?)", (subscription, excess))
-            conn.execute("UPDATE subscriptions SET dropped = dropped + ? WHERE id = ?",
-                         (excess, subscription))
-        return excess
+            _insert(conn, [letter])
+            return _trim(conn, letter.subscription, keep, 0)
+
+    def add_dead_letters(self, letters: Iterable[DeadLetter],
+                         keep: int | None = None) -> dict[str, int]:
+        """Keep `letters` (oldest first, of one subscription or several) as the newest dead
+        letters of their subscriptions, all in one transaction. With `keep`, at most `keep`
+        are kept per subscription, the oldest going first, as `add_dead_letter` does one
+        letter at a time: only the newest `keep` of a subscription's `letters` are written,
+        the stored ones beyond the bound are removed, and both are counted in its `dropped`.
+        Returns how many were dropped for each subscription that exists (0 when none); the
+        letters of one that no longer exists are discarded, and it is not in the result."""
+        _check_keep(keep)
+        grouped: dict[str, builtins.list[DeadLetter]] = {}
+        for letter in letters:
+            grouped.setdefault(letter.subscription, []).append(letter)
+        dropped: dict[str, int] = {}
+        if not grouped:
+            return dropped
+        with self._transaction() as conn:
+            for subscription, theirs in grouped.items():
+                if not _exists(conn, subscription):
+                    continue
+                kept = theirs if keep is None else theirs[-keep:]
+                _insert(conn, kept)
+                dropped[subscription] = _trim(conn, subscription, keep,
+                                              len(theirs) - len(kept))
+        return dropped
 
     def dropped(self, subscription_id: str) -> int:
         """How many dead letters of a subscription were removed to keep within the bound, ever
@@ -233,3 +248,36 @@ class SubscriptionStore:
         """Close the database; calling it again does nothing."""
         with self._lock:
             self._conn.close()
+
+
+def _check_keep(keep: int | None) -> None:
+    if keep is not None and keep < 1:
+        raise ValueError(f"keep must be at least 1, not {keep}")
+
+
+def _exists(conn: sqlite3.Connection, subscription: str) -> bool:
+    return conn.execute("SELECT 1 FROM subscriptions WHERE id = ?",
+                        (subscription,)).fetchone() is not None
+
+
+def _insert(conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
+    conn.executemany(f"INSERT INTO dead_letters ({_DEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                     [(letter.subscription, letter.event_id, letter.body, letter.attempts,
+                       letter.error, letter.time) for letter in letters])
+
+
+def _trim(conn: sqlite3.Connection, subscription: str, keep: int | None, skipped: int) -> int:
+    """In a write transaction: remove the oldest dead letters of `subscription` beyond `keep`,
+    and add them and `skipped` (letters never written) to its `dropped`; how many that is."""
+    excess = 0
+    if keep is not None:
+        (count,) = conn.execute("SELECT COUNT(*) FROM dead_letters WHERE subscription = ?",
+                                (subscription,)).fetchone()
+        excess = max(0, int(count) - keep)
+    if excess:
+        conn.execute("DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters "
+                     "WHERE subscription = ? ORDER BY seq LIMIT ?)", (subscription, excess))
+    if excess + skipped:
+        conn.execute("UPDATE subscriptions SET dropped = dropped + ? WHERE id = ?",
+                     (excess + skipped, subscription))
+    return excess + skipped

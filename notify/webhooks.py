@@ -8,16 +8,21 @@ application/cloudevents+json`, `X-Fsmc-Signature: sha256=<hex HMAC-SHA256 of the
 subscription's secret>`, `X-Fsmc-Event-Id` and `X-Fsmc-Subscription`. A non-2xx answer, a
 timeout or a connection error is retried with exponential backoff and jitter; after `attempts`
 tries the event goes to the subscription's dead letters (listed and re-driven through the API);
-so does an event that finds `lane_limit` events already waiting for that receiver. A
-subscription keeps at most `max_dead_letters`: beyond it the oldest are dropped (counted in the
-store, and logged as a warning).
+so does an event that finds `lane_limit` events already waiting for that receiver, and one
+whose delivery failed on a bug (its error says "internal error"). A subscription keeps at most
+`max_dead_letters`: beyond it the oldest are dropped, counted in the store and logged as a
+warning, at most one a minute per subscription, with the count dropped since the last one.
 The target is checked again before every attempt (a name may resolve elsewhere since the
 subscription was made), so the service cannot be pointed at internal addresses.
 
 Threads: `offer` runs in the bus's thread and never waits, neither on the network nor on the
-store: the dead letter of an event that finds its lane full is written by the dispatcher's
-dead-letter thread. Lanes write their own dead letters. `refresh` and `redrive` call the store
-and are meant for worker threads (the app calls them through `asyncio.to_thread`).
+store: the dead letter of an event that finds its lane full is queued for the dispatcher's
+dead-letter thread, which takes everything queued at once and writes it in one transaction,
+keeping of each subscription's batch only the newest `max_dead_letters` (the others count as
+dropped), so it keeps up with any rate the bus can offer and the queue holds at most what
+arrives while one batch is written. Lanes write their own dead letters. `refresh` and
+`redrive` call the store and are meant for worker threads (the app runs them in its store
+executor).
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ import re
 import sqlite3
 import threading
 import time
+import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -65,16 +71,19 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class _Lane:
-    """One subscription's queue and delivering thread."""
+    """One subscription's queue and delivering thread: `deliver` each item in turn; an item
+    whose delivery raised (a bug) goes to `fail` with the exception, and the lane goes on."""
 
     def __init__(self, subscription: Subscription, pattern: TopicPattern,
-                 deliver: Callable[[_Lane, Item], None]) -> None:
+                 deliver: Callable[[_Lane, Item], None],
+                 fail: Callable[[_Lane, Item, Exception], None]) -> None:
         self.subscription = subscription
         self.pattern = pattern
         self.queue: deque[Item] = deque()
         self.cond = threading.Condition()
         self.stopped = False
         self._deliver = deliver
+        self._fail = fail
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name=f"fsmc-webhook-{subscription.id}")
         self.thread.start()
@@ -103,26 +112,91 @@ class _Lane:
                 item = self.queue[0]
             try:
                 self._deliver(self, item)
-            except Exception:  # a bug: say so, and keep the lane going
-                logger.exception("webhook %s: delivering %s failed", self.subscription.id,
-                                 item.id)
+            except Exception as error:  # a bug: dead-letter the item, keep the lane going
+                self._fail(self, item, error)
             with self.cond:
                 self.queue.popleft()  # only this thread takes from the queue
 
 
+class _DropWarnings:
+    """The warnings about dropped dead letters: at most one per subscription every `interval`
+    seconds, each with how many were dropped since the last one. A count noted too soon after
+    a warning waits for `flush` (the dead-letter thread calls it when it is due)."""
+
+    def __init__(self, keep: int, interval: float) -> None:
+        self._keep = keep
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._warned: dict[str, float] = {}  # subscription -> time.monotonic() of its last one
+        self._pending: dict[str, int] = {}  # subscription -> dropped since its last warning
+
+    def note(self, subscription: str, dropped: int) -> None:
+        """`dropped` more letters of `subscription` were dropped: warn now if it may be."""
+        if dropped <= 0:
+            return
+        with self._lock:
+            self._pending[subscription] = self._pending.get(subscription, 0) + dropped
+            last = self._warned.get(subscription)
+            due = last is None or time.monotonic() - last >= self._interval
+            told = self._take([subscription]) if due else []
+        self._log(told)
+
+    def flush(self, everything: bool = False) -> float | None:
+        """Log the counts whose warning is due (all of them if `everything`); the seconds
+        until the next one is, or None when none waits."""
+        now = time.monotonic()
+        with self._lock:
+            due = [subscription for subscription in self._pending
+                   if everything or now - self._warned[subscription] >= self._interval]
+            told = self._take(due)
+            for subscription, last in list(self._warned.items()):  # forget the quiet ones
+                if subscription not in self._pending and now - last >= self._interval:
+                    del self._warned[subscription]
+            wait = min((self._warned[subscription] + self._interval - now
+                        for subscription in self._pending), default=None)
+        self._log(told)
+        return None if wait is None else max(0.0, wait)
+
+    def _take(self, subscriptions: Iterable[str]) -> list[tuple[str, int, bool]]:
+        """With the lock: (subscription, count, warned before) of each, now warned."""
+        now = time.monotonic()
+        told = []
+        for subscription in subscriptions:
+            told.append((subscription, self._pending.pop(subscription),
+                         subscription in self._warned))
+            self._warned[subscription] = now
+        return told
+
+    def _log(self, told: list[tuple[str, int, bool]]) -> None:
+        for subscription, count, again in told:  # the id only: never the URL or the secret
+            logger.warning("webhook %s: more than %d dead letters; dropped the %d oldest%s",
+                           subscription, self._keep, count,
+                           " since the last warning" if again else "")
+
+
 class WebhookDispatcher:
-    """Deliver hub items to the subscriptions of `store` (see the module documentation)."""
+    """Deliver hub items to the subscriptions of `store` (see the module documentation).
+    `close` waits up to `close_timeout` seconds for the dead letters still queued to be
+    written."""
+
+    drop_warning_interval = 60.0  # seconds: at most one warning about dropped dead letters
+    # per subscription in that time
 
     def __init__(self, store: SubscriptionStore, allow_hosts: frozenset[str], *,
                  attempts: int = 5, base_delay: float = 0.5, max_delay: float = 60.0,
                  timeout: float = 10.0, lane_limit: int = 10_000,
                  max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
+                 close_timeout: float = 30.0,
                  resolve: Callable[..., Any] | None = None) -> None:
         if attempts < 1 or base_delay <= 0 or max_delay < base_delay or timeout <= 0 or \
-                lane_limit < 1 or max_dead_letters < 1:
+                lane_limit < 1 or max_dead_letters < 1 or close_timeout < 0:
             raise ValueError("attempts >= 1, 0 < base_delay <= max_delay, timeout > 0, "
-                             "lane_limit >= 1 and max_dead_letters >= 1")
+                             "lane_limit >= 1, max_dead_letters >= 1 and close_timeout >= 0")
         self._lane_limit = lane_limit
+        self._not_attempted = (f"not attempted: {lane_limit} events were already waiting for "
+                               "this receiver")
+        self._close_timeout = close_timeout
+        self._drops = _DropWarnings(max_dead_letters, self.drop_warning_interval)
         self._max_dead_letters = max_dead_letters
         self._store = store
         self._allow_hosts = allow_hosts
@@ -138,10 +212,16 @@ class WebhookDispatcher:
         self._closing = threading.Event()
         self._counts = dict.fromkeys(("delivered", "retries", "dead_lettered"), 0)
         self._letters: queue.SimpleQueue[DeadLetter | None] = queue.SimpleQueue()
+        self._in_hand = 0  # letters the dead-letter thread took and has not written yet
+        self._stop_taken = False  # the dead-letter thread took the None that stops it
         self._writer = threading.Thread(target=self._write_letters, daemon=True,
                                         name="fsmc-webhook-dead-letters")
         self._writer.start()
-        self.refresh()
+        try:
+            self.refresh()
+        except BaseException:  # the store failed: stop the threads started so far
+            self.close()
+            raise
 
     def refresh(self) -> None:
         """Follow the store: a lane for each subscription, none for deleted ones."""
@@ -155,7 +235,7 @@ class WebhookDispatcher:
                     if ident not in self._lanes:
                         self._lanes[ident] = _Lane(subscription,
                                                    compile_pattern(subscription.topic),
-                                                   self._deliver)
+                                                   self._deliver, self._failed)
 
     def offer(self, item: Item) -> None:
         """From the hub (the bus's thread): queue `item` for every subscription that wants
@@ -168,10 +248,8 @@ class WebhookDispatcher:
             if len(lane.queue) < self._lane_limit:
                 lane.put(item)
             else:  # a receiver this far behind: a dead letter, written by the writer thread
-                self._letters.put(DeadLetter(
-                    lane.subscription.id, item.id, item.body, 0,
-                    f"not attempted: {self._lane_limit} events were already waiting for this "
-                    "receiver", time.time()))
+                self._letters.put(DeadLetter(lane.subscription.id, item.id, item.body, 0,
+                                             self._not_attempted, time.time()))
 
     def redrive(self, subscription_id: str) -> int:
         """Send a subscription's dead letters again (in their order); how many. A subscription
@@ -191,23 +269,63 @@ class WebhookDispatcher:
             return {**self._counts, "waiting": waiting}
 
     def close(self) -> None:
-        """Stop the lanes, then write the dead letters still waiting for the writer."""
+        """Stop the lanes (giving them 5 s in all to finish), then write the dead letters still
+        queued, waiting up to `close_timeout` seconds for them (an error says how many were
+        not written if the store takes longer)."""
         self._closing.set()
         with self._lock:
             lanes = list(self._lanes.values())
             self._lanes.clear()
         for lane in lanes:
             lane.stop()
+        deadline = time.monotonic() + 5
         for lane in lanes:
-            lane.thread.join(5)
+            lane.thread.join(max(0.0, deadline - time.monotonic()))
         self._letters.put(None)
-        self._writer.join()
+        self._writer.join(self._close_timeout)
+        if self._writer.is_alive():
+            unwritten = self._in_hand + self._letters.qsize() - (0 if self._stop_taken else 1)
+            logger.error("webhooks: closed with %d dead letters not written: the store did "
+                         "not take them within %g s", unwritten, self._close_timeout)
         self._client.close()
 
     def _write_letters(self) -> None:
-        """The dead-letter thread: store the letters `offer` could not queue, in order."""
-        while (letter := self._letters.get()) is not None:
-            self._dead_letter(letter)
+        """The dead-letter thread: store the letters `offer` could not queue, in order, each
+        time all those queued in one transaction; log the drop warnings that fall due."""
+        while True:
+            try:
+                first = self._letters.get(timeout=self._drops.flush())
+            except queue.Empty:  # a drop warning is due
+                continue
+            batch = [first]
+            for _ in range(self._letters.qsize()):  # this thread alone takes: all are there
+                batch.append(self._letters.get_nowait())
+            letters = [letter for letter in batch if letter is not None]
+            self._stop_taken = len(letters) < len(batch)
+            self._in_hand = len(letters)
+            self._write_batch(letters)
+            self._in_hand = 0
+            if self._stop_taken:
+                self._drops.flush(everything=True)
+                return
+
+    def _write_batch(self, letters: list[DeadLetter]) -> None:
+        """Keep `letters` in the store in one transaction, the newest `max_dead_letters` of
+        each subscription; a store that fails is logged, and the thread goes on."""
+        if not letters:
+            return
+        try:
+            dropped = self._store.add_dead_letters(letters, self._max_dead_letters)
+        except Exception as error:  # the store failed (or a bug): the thread goes on
+            logger.error("webhooks: %d dead letters could not be stored: %s: %s",
+                         len(letters), type(error).__name__, error,
+                         exc_info=not isinstance(error, sqlite3.Error))
+            return
+        stored = sum(1 for letter in letters if letter.subscription in dropped)
+        with self._lock:
+            self._counts["dead_lettered"] += stored
+        for subscription, count in dropped.items():
+            self._drops.note(subscription, count)
 
     # -- one delivery, on a lane's thread ---------------------------------------------------
 
@@ -234,9 +352,19 @@ class WebhookDispatcher:
         self._dead_letter(DeadLetter(subscription.id, item.id, item.body, self._attempts, error,
                                      time.time()))
 
+    def _failed(self, lane: _Lane, item: Item, error: Exception) -> None:
+        """Delivering `item` raised what it never should (a bug): log it, dead-letter the
+        item, and let the lane go on. The exception's text may hold the URL: redacted."""
+        text = f"{type(error).__name__}: {redact_urls(str(error))}"
+        logger.error("webhook %s: delivering %s failed on a bug; dead-lettered: %s",
+                     lane.subscription.id, item.id,
+                     redact_urls("".join(traceback.format_exception(error)).rstrip()))
+        self._dead_letter(DeadLetter(lane.subscription.id, item.id, item.body, 0,
+                                     f"internal error: {text}", time.time()))
+
     def _dead_letter(self, letter: DeadLetter) -> None:
-        """Keep `letter` in the store (from a lane's thread or the dead-letter thread); a
-        store that fails is logged, and the thread goes on."""
+        """Keep `letter` in the store (from a lane's thread); a store that fails is logged,
+        and the thread goes on."""
         try:
             dropped = self._store.add_dead_letter(letter, self._max_dead_letters)
         except Exception as error:  # the store failed (or a bug): the thread goes on
@@ -244,10 +372,9 @@ class WebhookDispatcher:
                          letter.subscription, letter.event_id, type(error).__name__, error,
                          exc_info=not isinstance(error, sqlite3.Error))
             return
-        self._count("dead_lettered")
-        if dropped:
-            logger.warning("webhook %s: more than %d dead letters; dropped the %d oldest",
-                           letter.subscription, self._max_dead_letters, dropped)
+        if dropped is not None:
+            self._count("dead_lettered")
+            self._drops.note(letter.subscription, dropped)
 
     def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> str:
         """'' when delivered, else what went wrong."""

@@ -1,10 +1,12 @@
 """The SQLite store of webhook subscriptions: tenants, dead letters, reopening the file,
 secrets kept out of JSON and repr, concurrent writers; the bound on dead letters and its
-persisted dropped count; opening a file of the first version."""
+persisted dropped count; batches of dead letters (bounded, one transaction); opening a file of
+the first version, and refusing a file that is not a database with nothing left open."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -262,3 +264,70 @@ def test_a_file_of_the_first_version_opens_and_gains_the_dropped_count(tmp_path:
     assert again.list(None) == [old, new]
     assert (again.dropped(old.id), again.dropped(new.id)) == (1, 0)
     again.close()
+
+
+# --- dead letters in batches -----------------------------------------------------------------
+
+def test_a_batch_keeps_the_newest_of_each_subscription_and_counts_the_rest(
+        store: SubscriptionStore) -> None:
+    """`add_dead_letters` bounds a batch as `add_dead_letter` bounds one letter at a time: per
+    subscription, the newest `keep` of what is stored and what arrives are kept, the others
+    are counted in `dropped`; a deleted subscription's letters are discarded."""
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    other = store.add("acme", "#", "https://a.example/o", "s")
+    quiet = store.add("acme", "#", "https://a.example/q", "s")
+    store.add_dead_letter(letter(sub.id, "old0"), keep=3)
+    store.add_dead_letter(letter(sub.id, "old1"), keep=3)
+    batch = [letter(sub.id, "new0"), letter(other.id, "o0"), letter(sub.id, "new1"),
+             letter("sub_deleted", "x"), letter(other.id, "o1")]
+    assert store.add_dead_letters(batch, keep=3) == {sub.id: 1, other.id: 0}
+    assert [dead.event_id for dead in store.dead_letters(sub.id)] == ["old1", "new0", "new1"]
+    assert [dead.event_id for dead in store.dead_letters(other.id)] == ["o0", "o1"]
+    assert store.dead_letters("sub_deleted") == []
+    # A batch longer than the bound: its oldest are never written, the stored ones go first.
+    flood = [letter(sub.id, f"f{n}") for n in range(10)]
+    assert store.add_dead_letters(flood, keep=3) == {sub.id: 10}
+    assert store.dead_letters(sub.id) == flood[-3:]
+    assert (store.dropped(sub.id), store.dropped(other.id), store.dropped(quiet.id)) == (
+        11, 0, 0)
+    assert store.add_dead_letters([], keep=3) == {}
+    assert store.add_dead_letters([letter(quiet.id, f"q{n}") for n in range(4)]) == {
+        quiet.id: 0}  # no bound: all kept
+    assert len(store.dead_letters(quiet.id)) == 4
+    with pytest.raises(ValueError, match="keep must be at least 1, not 0"):
+        store.add_dead_letters([letter(sub.id, "e")], keep=0)
+
+
+def test_a_batch_is_one_transaction(store: SubscriptionStore) -> None:
+    """A letter the database refuses (here a body that is NULL) leaves nothing of its batch:
+    neither the letters before it nor the letters or counts of another subscription."""
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    other = store.add("acme", "#", "https://a.example/o", "s")
+    store.add_dead_letter(letter(sub.id, "kept"), keep=1)
+    broken = DeadLetter(other.id, "bad", None, 1, "HTTP 500", 1.0)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_dead_letters([letter(sub.id, "e1"), letter(sub.id, "e2"), broken], keep=1)
+    assert [dead.event_id for dead in store.dead_letters(sub.id)] == ["kept"]
+    assert store.dead_letters(other.id) == []
+    assert store.dropped(sub.id) == 0
+    assert store.add_dead_letters([letter(sub.id, "e3")], keep=1) == {sub.id: 1}  # usable
+
+
+def open_files(path: Path) -> list[str]:
+    """What this process has open under `path` (the file, its -wal and -shm)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(path)):
+                found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_a_file_that_is_not_a_database_is_refused_and_left_closed(tmp_path: Path) -> None:
+    path = tmp_path / "notify.db"
+    path.write_text("this is not a database, just some text" * 100)
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        SubscriptionStore(path)
+    assert open_files(path) == []

@@ -1,23 +1,27 @@
 """Webhook subscriptions over real HTTP: the service (uvicorn) POSTs to a real receiver on
 loopback (allow-listed), signed; retries, dead letters, redrive, tenancy, validation, restart;
-the dispatcher's threads against a slow store."""
+the dispatcher's threads against a slow store; a flood of dead letters written in batches,
+bounded and warned about once; a bug in a delivery; a dispatcher that cannot start."""
 
 from __future__ import annotations
 
 import builtins
 import hashlib
 import hmac
+import itertools
 import json
 import logging
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fsmc.notify import webhooks
 from fsmc.notify.config import NotifyConfig
 from fsmc.notify.store import DeadLetter, Subscription, SubscriptionStore
 from fsmc.notify.stream import Item
@@ -210,7 +214,9 @@ def test_dead_letters_beyond_the_configured_bound_are_dropped_oldest_first(
         caplog: pytest.LogCaptureFixture) -> None:
     """`[webhooks] max_dead_letters = 3`: of 5 events a dead receiver refuses, the last 3 are
     kept, 2 are counted as dropped (with a warning that names the subscription and never its
-    secret); a redrive then delivers the 3 kept ones, in order."""
+    secret: one at the first drop, the next one's count held back, as warnings come at most
+    once a minute, and told at shutdown); a redrive then delivers the 3 kept ones, in
+    order."""
     caplog.set_level(logging.WARNING, logger="fsmc.notify")
     receiver = Receiver(script=[500] * 5)
     bus = EventBus()
@@ -231,15 +237,19 @@ def test_dead_letters_beyond_the_configured_bound_are_dropped_oldest_first(
         assert shown["dropped"] == 2
         warnings = [record.getMessage() for record in caplog.records
                     if record.name == "fsmc.notify" and "dropped" in record.getMessage()]
-        assert warnings == [f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest"
-                            ] * 2
-        assert not any(SECRET in record.getMessage() for record in caplog.records)
+        assert warnings == [f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest"]
         redrive = client.post(f"/v1/subscriptions/{ident}/dead-letters/redrive")
         assert redrive.json() == {"redriven": 3}
         assert [b["id"] for b in receiver.wait_for(3)] == [e.id for e in sent[2:]]
         assert client.get(f"/v1/subscriptions/{ident}/dead-letters").json() == {
             "dead_letters": [], "dropped": 2}
     receiver.server.shutdown()
+    warnings = [record.getMessage() for record in caplog.records
+                if record.name == "fsmc.notify" and "dropped" in record.getMessage()]
+    assert warnings == [f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest",
+                        f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest "
+                        "since the last warning"]
+    assert not any(SECRET in record.getMessage() for record in caplog.records)
 
 
 LOOPBACK = frozenset({"127.0.0.1"})
@@ -260,6 +270,11 @@ class SlowLetters(SubscriptionStore):
     def add_dead_letter(self, letter: DeadLetter, keep: int | None = None) -> int | None:
         time.sleep(self.delay)
         return super().add_dead_letter(letter, keep)
+
+    def add_dead_letters(self, letters: Iterable[DeadLetter],
+                         keep: int | None = None) -> dict[str, int]:
+        time.sleep(self.delay)
+        return super().add_dead_letters(letters, keep)
 
 
 def test_offer_never_waits_on_the_store() -> None:
@@ -366,3 +381,255 @@ def test_an_unexpected_failure_is_a_failed_attempt_and_never_leaks_the_url(
     assert letters[0].error == "RuntimeError: resolver crashed on https://hooks.example/…"
     assert caplog.records and not any("TOKEN" in record.getMessage() or record.exc_info
                                       for record in caplog.records)
+
+
+# --- dead letters of a full lane: batches, bounded, warned once --------------------------------
+
+def unreachable(host: str, port: int, **options: Any) -> Any:
+    raise OSError("no such host")
+
+
+# A lane whose first attempt fails, then waits 15-30 s to retry (woken by `close`): every event
+# offered after the first finds it full (with lane_limit=1).
+STUCK = {"attempts": 2, "base_delay": 30.0, "max_delay": 30.0, "lane_limit": 1,
+         "resolve": unreachable}
+
+
+class CountingStore(SubscriptionStore):
+    """An in-memory store that records the size of each batch of dead letters it is given
+    (each one transaction), and how many single letters; with `gate` set, the first batch
+    waits for it."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__(":memory:")
+        self.batches: builtins.list[int] = []
+        self.singles = 0
+        self.gate = gate
+        self.entered = threading.Event()
+
+    def add_dead_letter(self, letter: DeadLetter, keep: int | None = None) -> int | None:
+        self.singles += 1
+        return super().add_dead_letter(letter, keep)
+
+    def add_dead_letters(self, letters: Iterable[DeadLetter],
+                         keep: int | None = None) -> dict[str, int]:
+        letters = builtins.list(letters)
+        self.batches.append(len(letters))
+        self.entered.set()
+        if self.gate is not None and len(self.batches) == 1:
+            self.gate.wait(30)
+        return super().add_dead_letters(letters, keep)
+
+
+def drop_warnings(caplog: pytest.LogCaptureFixture, ident: str) -> builtins.list[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.getMessage().startswith(f"webhook {ident}: more than")]
+
+
+def warned_count(message: str) -> int:
+    return int(message.split("dropped the ")[1].split()[0])
+
+
+def test_a_flood_into_a_full_lane_is_written_in_batches_bounded_and_warned_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """100,000 events to two subscriptions whose lanes are full: the dead-letter thread keeps
+    up (a few batches, each one transaction; never one letter at a time), each subscription
+    keeps exactly its newest `max_dead_letters` with the rest counted as dropped, and the log
+    has one warning per subscription, not one per letter; the warnings' counts add up to
+    what was dropped once the dispatcher is closed."""
+    caplog.set_level(logging.WARNING, logger="fsmc.notify")
+    store = CountingStore()
+    subs = [store.add(tenant, "#", "https://hooks.example/T/TOKEN", SECRET)
+            for tenant in ("acme", "globex")]
+    dispatcher = WebhookDispatcher(store, frozenset(), max_dead_letters=500, **STUCK)
+    total = 100_000
+    body = json.dumps({"data": "x" * 500})
+    try:
+        started = time.monotonic()
+        for n in range(total):
+            dispatcher.offer(Item(n, f"evt-{n}", "VirtualMachine.Started",
+                                  "acme" if n % 2 else "globex", body))
+        offering = time.monotonic() - started
+        caught_up = started + offering + 5
+        while dispatcher.stats()["dead_lettered"] < total - 2 and \
+                time.monotonic() < caught_up:
+            time.sleep(0.01)
+        assert dispatcher.stats()["dead_lettered"] == total - 2  # each lane holds its first
+        for subscription, parity in zip(subs, (1, 0), strict=True):
+            kept = store.dead_letters(subscription.id)
+            assert [letter.event_id for letter in kept] == [
+                f"evt-{n}" for n in range(total - 1000 + parity, total, 2)]
+            assert store.dropped(subscription.id) == total // 2 - 1 - 500
+            assert len(drop_warnings(caplog, subscription.id)) == 1
+        assert store.singles == 0 and sum(store.batches) == total - 2
+        assert len(store.batches) < 1000
+    finally:
+        dispatcher.close()
+    for subscription in subs:
+        warnings = drop_warnings(caplog, subscription.id)
+        assert len(warnings) <= 2  # the count held back, told at close
+        assert sum(map(warned_count, warnings)) == store.dropped(subscription.id)
+    assert not any("TOKEN" in record.getMessage() or SECRET in record.getMessage()
+                   for record in caplog.records)
+
+
+def test_the_dead_letter_thread_writes_everything_queued_in_one_transaction() -> None:
+    """While the store writes one batch, the letters that arrive wait; the next batch is all
+    of them, in one call (one transaction), in order."""
+    gate = threading.Event()
+    store = CountingStore(gate)
+    subscription = store.add("acme", "#", "https://hooks.example/", SECRET)
+    dispatcher = WebhookDispatcher(store, frozenset(), **STUCK)
+    try:
+        dispatcher.offer(item(0))  # the lane's
+        dispatcher.offer(item(1))  # a batch of one, held at the gate
+        assert store.entered.wait(5)
+        for n in range(2, 302):
+            dispatcher.offer(item(n))
+        gate.set()
+        deadline = time.monotonic() + 5
+        while dispatcher.stats()["dead_lettered"] < 301 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.batches == [1, 300]
+        assert [letter.event_id for letter in store.dead_letters(subscription.id)] == [
+            f"evt-{n}" for n in range(1, 302)]
+    finally:
+        gate.set()
+        dispatcher.close()
+
+
+class QuickWarnings(WebhookDispatcher):
+    drop_warning_interval = 0.3
+
+
+def test_drop_warnings_come_at_most_once_an_interval_with_the_count_since_the_last(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Drops within the interval after a warning are counted and told by the next warning,
+    which the dead-letter thread writes once the interval is over (no new drop needed)."""
+    caplog.set_level(logging.WARNING, logger="fsmc.notify")
+    store = SubscriptionStore(":memory:")
+    subscription = store.add("acme", "#", "https://hooks.example/", SECRET)
+    dispatcher = QuickWarnings(store, frozenset(), max_dead_letters=2, **STUCK)
+    try:
+        for n in range(10):
+            dispatcher.offer(item(n))
+        deadline = time.monotonic() + 5
+        while store.dropped(subscription.id) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        first = drop_warnings(caplog, subscription.id)
+        for n in range(10, 15):
+            dispatcher.offer(item(n))
+        while store.dropped(subscription.id) < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.6)  # the interval is over: the held-back count is told
+        warnings = drop_warnings(caplog, subscription.id)
+    finally:
+        dispatcher.close()
+    assert store.dropped(subscription.id) == 12
+    assert warnings[0] == f"webhook {subscription.id}: more than 2 dead letters; dropped " \
+        f"the {warned_count(warnings[0])} oldest"
+    assert all(warning.endswith(" oldest since the last warning") for warning in warnings[1:])
+    assert sum(map(warned_count, warnings)) == 12
+    assert len(first) <= 2 and len(warnings) <= 4
+    times = [record.created for record in caplog.records
+             if record.getMessage().startswith(f"webhook {subscription.id}: more than")]
+    assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(times))
+
+
+def test_close_gives_up_on_a_store_that_does_not_answer(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`close` waits `close_timeout` for the dead letters still queued, then says with an
+    error how many were not written, and returns."""
+    caplog.set_level(logging.WARNING, logger="fsmc.notify")
+    gate = threading.Event()
+    store = CountingStore(gate)
+    store.add("acme", "#", "https://hooks.example/", SECRET)
+    dispatcher = WebhookDispatcher(store, frozenset(), close_timeout=0.2, **STUCK)
+    try:
+        dispatcher.offer(item(0))  # the lane's
+        dispatcher.offer(item(1))  # held at the gate
+        assert store.entered.wait(5)
+        for n in range(2, 7):
+            dispatcher.offer(item(n))
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started < 2
+    finally:
+        gate.set()
+    errors = [record.getMessage() for record in caplog.records
+              if record.levelno == logging.ERROR]
+    assert errors == ["webhooks: closed with 6 dead letters not written: the store did not "
+                      "take them within 0.2 s"]
+
+
+# --- a bug in a delivery ---------------------------------------------------------------------
+
+class Buggy(WebhookDispatcher):
+    """Its attempt to deliver evt-1 raises what no attempt should (with the URL in the
+    message, as a careless exception would have it)."""
+
+    def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> str:
+        if headers["X-Fsmc-Event-Id"] == "evt-1":
+            raise RuntimeError(f"bug while posting to {url}")
+        return super()._attempt(url, body, headers)
+
+
+def test_an_item_whose_delivery_raises_is_dead_lettered_and_the_lane_goes_on(
+        receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="fsmc.notify")
+    store = SubscriptionStore(":memory:")
+    subscription = store.add("acme", "#", receiver.url + "?key=TOKEN", SECRET)
+    dispatcher = Buggy(store, LOOPBACK, **FAST)
+    try:
+        for n in (1, 2):
+            dispatcher.offer(item(n))
+        assert [body["id"] for body in receiver.wait_for(1, timeout=10)] == ["evt-2"]
+    finally:
+        dispatcher.close()
+    port = receiver.url.split(":")[2].split("/")[0]
+    assert store.dead_letters(subscription.id) == [DeadLetter(
+        subscription.id, "evt-1", json.dumps({"id": "evt-1"}), 0,
+        f"internal error: RuntimeError: bug while posting to http://127.0.0.1:{port}/…",
+        store.dead_letters(subscription.id)[0].time)]
+    assert dispatcher.stats()["dead_lettered"] == 1 and dispatcher.stats()["delivered"] == 1
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1 and "failed on a bug; dead-lettered" in errors[0].getMessage()
+    assert "Traceback" in errors[0].getMessage() and "_attempt" in errors[0].getMessage()
+    assert not any("TOKEN" in record.getMessage() for record in caplog.records)
+
+
+# --- a dispatcher that cannot start ------------------------------------------------------------
+
+def webhook_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate()
+            if thread.name.startswith("fsmc-webhook")}
+
+
+class BrokenListing(SubscriptionStore):
+    def list(self, tenant: str | None = None) -> builtins.list[Subscription]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_dispatcher_whose_first_refresh_fails_leaves_no_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = webhook_threads()
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        WebhookDispatcher(BrokenListing(":memory:"), LOOPBACK)
+    assert webhook_threads() - before == set()
+    # A refresh that fails part-way, after some lanes started: they are stopped too.
+    store = SubscriptionStore(":memory:")
+    for topic in ("VirtualMachine.#", "#", "Volume.#"):
+        store.add("acme", topic, "https://hooks.example/", SECRET)
+
+    real = webhooks.compile_pattern
+
+    def compile_pattern(topic: str) -> Any:
+        if topic == "Volume.#":
+            raise ValueError("a bug")
+        return real(topic)
+
+    monkeypatch.setattr(webhooks, "compile_pattern", compile_pattern)
+    with pytest.raises(ValueError, match="a bug"):
+        WebhookDispatcher(store, LOOPBACK)
+    assert webhook_threads() - before == set()
