@@ -4,6 +4,7 @@ status the API gives, bodies and headers) that match what it says of them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -95,13 +96,20 @@ def documented() -> set[tuple[str, str]]:
 
 
 def served() -> set[tuple[str, str]]:
+    app = create_app(EventBus(), config())
+    asyncio.run(_start_and_stop(app))  # its shutdown closes what it opened (threads, store)
     found: set[tuple[str, str]] = set()
-    for route in create_app(EventBus(), config()).routes:
+    for route in app.routes:
         assert isinstance(route, Route), route  # a Mount would need walking
         # Starlette answers HEAD for every GET route by itself.
         found |= {(route.path, method.lower()) for method in route.methods or ()
                   if method != "HEAD"}
     return found
+
+
+async def _start_and_stop(app: Any) -> None:
+    async with app.router.lifespan_context(app):
+        pass
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:

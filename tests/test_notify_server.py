@@ -54,6 +54,7 @@ def test_a_client_that_stops_reading_cannot_hold_the_server(tmp_path: Path) -> N
     """A stream whose client never reads (its socket buffers full, the response stuck in
     `send`) is cancelled after `grace`; the app's shutdown still runs: webhook threads gone,
     the store closed."""
+    before = set(threading.enumerate())
     bus = EventBus()
     app = create_app(bus, config(client_queue=100_000), subscriptions=tmp_path / "n.db")
     server = BackgroundServer(app, grace=1).start()
@@ -84,7 +85,8 @@ def test_a_client_that_stops_reading_cannot_hold_the_server(tmp_path: Path) -> N
         [record.getMessage() for record in records]
     assert not any(record.exc_info for record in records)  # one line, not a traceback
     assert stopped_in < 8, f"stop() took {stopped_in:.1f} s"
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("fsmc-")]
+    assert not [t.name for t in set(threading.enumerate()) - before
+                if t.name.startswith("fsmc-")]
     with pytest.raises(sqlite3.ProgrammingError):  # closed by the app's shutdown
         app.state.store.list(None)
 

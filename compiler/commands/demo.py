@@ -204,15 +204,16 @@ def _run(args: argparse.Namespace, config: contrib_demo.DemoConfig, service: Dem
          out: TextIO, err: TextIO) -> int:
     from fsmc.contrib.demo import format_summary, run_demo
 
-    unavailable: tuple[type[Exception], ...] = ()
+    # An output folder that cannot be written, or the notification service cannot start.
+    refusals: tuple[type[Exception], ...] = (OSError,)
     if service is not None:
         from fsmc.contrib.notify_demo import ServiceUnavailable
 
-        unavailable = (ServiceUnavailable,)
+        refusals = (OSError, ServiceUnavailable)
     try:
         result = run_demo(config, progress=err, service=service)
-    except (OSError, *unavailable) as error:  # an output folder that cannot be written, or
-        err.write(f"fsmc: error: {error}\n")   # the notification service cannot start
+    except refusals as error:
+        err.write(f"fsmc: error: {error}\n")
         return 2
     except Exception as error:  # the broker cannot be reached to declare the queue
         if not args.amqp or type(error).__module__.split(".")[0] != "pika":
