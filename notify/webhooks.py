@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 from fsmc.runtime.topics import TopicPattern, compile_pattern
 
-from .config import DEFAULT_MAX_DEAD_LETTERS
+from .config import ALL_TENANTS, DEFAULT_MAX_DEAD_LETTERS
 from .store import DeadLetter, Subscription, SubscriptionStore
 from .stream import Item
 from .subscriptions import InvalidSubscription, check_delivery_target
@@ -52,9 +52,6 @@ from .subscriptions import InvalidSubscription, check_delivery_target
 __all__ = ["ALL_TENANTS", "WebhookDispatcher", "redact_urls", "signature"]
 
 logger = logging.getLogger("fsmc.notify")
-
-ALL_TENANTS = "*"  # the tenant of the admin's subscriptions: every tenant's events
-
 
 _URL = re.compile(r"(?i)\b(https?://)(?:[^\s/@'\"<>]*@)?([^\s/?#'\"<>]*)([^\s'\"<>]*)")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,6 +38,17 @@ def config(allow: str | None = None, *, max_dead_letters: int | None = None,
     if limits:
         text += "\n[limits]\n" + "".join(f"{name} = {value}\n" for name, value in limits.items())
     return parse_config(text)
+
+
+def open_files(path: Path) -> list[str]:
+    """What this process has open under `path` (the file, its -wal and -shm)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(path)):
+                found.append(target)
+    return found
 
 
 @contextlib.contextmanager

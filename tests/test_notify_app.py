@@ -5,9 +5,7 @@ thread and no file descriptor left behind."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import sqlite3
 import threading
 import time
@@ -22,7 +20,7 @@ from fsmc.notify.store import SubscriptionStore
 from fsmc.notify.subscriptions import validate_subscription
 from fsmc.runtime import EventBus
 
-from tests.notify_server import KEYS, config, serving
+from tests.notify_server import KEYS, config, open_files, serving
 
 OURS = ("fsmc-webhook", "fsmc-notify-store", "fsmc-notify-dns")
 
@@ -37,17 +35,6 @@ def new_threads(before: set[threading.Thread], timeout: float = 0.0) -> list[str
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.02)
-
-
-def open_files(path: Path) -> list[str]:
-    """What this process has open under `path` (the file, its -wal and -shm)."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith(str(path)):
-                found.append(target)
-    return found
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")

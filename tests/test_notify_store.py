@@ -6,7 +6,6 @@ the first version, and refusing a file that is not a database with nothing left 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from fsmc.notify.store import DeadLetter, Subscription, SubscriptionStore
+
+from tests.notify_server import open_files
 
 
 @pytest.fixture
@@ -311,17 +312,6 @@ def test_a_batch_is_one_transaction(store: SubscriptionStore) -> None:
     assert store.dead_letters(other.id) == []
     assert store.dropped(sub.id) == 0
     assert store.add_dead_letters([letter(sub.id, "e3")], keep=1) == {sub.id: 1}  # usable
-
-
-def open_files(path: Path) -> list[str]:
-    """What this process has open under `path` (the file, its -wal and -shm)."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith(str(path)):
-                found.append(target)
-    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
