@@ -40,8 +40,8 @@ def test_tenants_follow_their_own_accounts_while_the_demo_runs(tmp_path: Path) -
         assert found, "".join(told) + process.stdout.read()
         base = found.group(1)
         assert "curl -N -H 'Authorization: Bearer demo-acct-01'" in "".join(told)
-        rest = io.StringIO()
-        drain = threading.Thread(target=lambda: rest.write(process.stderr.read()))  # type: ignore[union-attr]
+        rest, stderr = io.StringIO(), process.stderr
+        drain = threading.Thread(target=lambda: rest.write(stderr.read()))
         drain.start()
         readers = {key: Reader(base, key).start()
                    for key in ("demo-acct-01", "demo-acct-02", "demo-admin")}
