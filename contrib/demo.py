@@ -268,8 +268,9 @@ def format_summary(result: DemoResult, *, top: int = 10) -> str:
     if result.broker_error:
         add(f"BROKER       {result.broker_error}")
     if result.notify is not None:
-        add(f"notify       {result.notify['published']:,} events served at {result.notify_url}/ "
-            f"({_count(result.notify['clients'], 'stream client')} connected at the end)")
+        add(f"notify       the service at {result.notify_url}/ took all "
+            f"{result.notify['published']:,} events from the bus (each client gets its own); "
+            f"{_count(result.notify['clients'], 'stream client')} connected at the end")
     meter = result.meter_stats
     add(f"usage meter  {meter['recorded']:,} events kept, {meter['skipped']:,} not billable, "
         f"{meter['duplicates']} duplicates")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_tenants_follow_their_own_accounts_while_the_demo_runs(tmp_path: Path) -
         process.kill()
     assert "every event reached every subscriber" in stdout
     trail = list(read_trail(out / "audit.jsonl"))
-    served = int(re.search(r"notify +([\d,]+) events served", stdout)
+    served = int(re.search(r"notify +the service at \S+ took all ([\d,]+) events", stdout)
                  .group(1).replace(",", ""))  # type: ignore[union-attr]
     assert served == len(trail) > 0
     for key, reader in readers.items():
@@ -105,3 +106,31 @@ def test_a_subscriptions_database_it_cannot_use_is_one_line(tmp_path: Path,
     assert err == (f"fsmc: error: the notification service cannot use {out / 'notify.db'}: "
                    "file is not a database\n")
     assert {thread.name for thread in threading.enumerate()} <= before  # nothing left running
+
+
+def test_sigterm_stops_a_waiting_demo_cleanly(tmp_path: Path) -> None:
+    """A demo waiting for its stream clients, stopped with SIGTERM (what a script's background
+    job gets, where SIGINT is ignored): `fsmc: interrupted`, exit 130, the port released."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fsmc.compiler.cli", "demo", "--vms", "5", "--accounts", "2",
+         "--days", "1", "--no-site", "--out", str(tmp_path / "out"), "--notify", "0",
+         "--wait-clients", "1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    try:
+        told = ""
+        for line in process.stderr:
+            told += line
+            if "waiting for 1 stream client" in line:
+                break
+        found = URL.search(told)
+        assert found, told
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 130
+        rest = process.stderr.read()
+    finally:
+        process.kill()
+    assert rest.endswith("fsmc: interrupted\n") and "Traceback" not in rest, rest
+    port = int(found.group(1).rsplit(":", 1)[1])
+    with socket.socket() as probe:  # free again
+        probe.bind(("127.0.0.1", port))

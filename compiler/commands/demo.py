@@ -4,11 +4,16 @@ and write the audit trail, the usage database and the review site of the specs."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import review
@@ -165,10 +170,29 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.amqp:
         logging.getLogger("pika").setLevel(logging.CRITICAL)  # fsmc says what matters
     try:
-        return _run(args, config, service, out, err)
+        with _sigterm_interrupts():
+            return _run(args, config, service, out, err)
     finally:
         if service is not None:
             service.stop()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the demo as Ctrl-C does (files closed, the service's streams ended, exit
+    status 130), also where SIGINT is ignored (a background job of a script)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _service(args: argparse.Namespace, err: TextIO) -> DemoService | int | None:

@@ -62,6 +62,7 @@ class AmqpConsumer:
         self._parameters = parameters(url)
         self.queue = queue
         self.exchange = exchange
+        self._shown = f"queue {queue}" if queue else "a server-named queue"  # for the logs
         self.dead_letter_queue = dead_letter_queue or (f"{queue}.dead" if queue else None)
         self._bus = bus
         self._prefetch = prefetch
@@ -124,7 +125,7 @@ class AmqpConsumer:
                 failures += 1
                 if not self._stopped.is_set():
                     logger.log(logging.WARNING if failures == 1 else logging.DEBUG,
-                               "AMQP consumer %s: no connection (retrying): %r", self.queue,
+                               "AMQP consumer of %s: no connection (retrying): %r", self._shown,
                                error)
             finally:
                 self._ready.clear()
@@ -172,14 +173,14 @@ class AmqpConsumer:
         try:
             self._bus.post(event)
         except BusClosed:
-            logger.warning("AMQP consumer %s: the bus is closed; stopping", self.queue)
+            logger.warning("AMQP consumer of %s: the bus is closed; stopping", self._shown)
             channel.basic_nack(method.delivery_tag, requeue=True)
             self._stopped.set()
             channel.stop_consuming()
             return
         except Exception:  # the bus itself failed (its subscribers' errors never get here)
-            logger.exception("AMQP consumer %s: posting %s failed; the message goes back to "
-                             "the queue", self.queue, event.id)
+            logger.exception("AMQP consumer of %s: posting %s failed; the message goes back to "
+                             "the queue", self._shown, event.id)
             channel.basic_nack(method.delivery_tag, requeue=True)
             return
         self._remember(event.id)
@@ -199,8 +200,8 @@ class AmqpConsumer:
                      reason: str) -> None:
         with self._lock:
             self._counts["dead_lettered"] += 1
-        logger.warning("AMQP consumer %s: malformed message (routing key %s): %s",
-                       self.queue, method.routing_key, reason)
+        logger.warning("AMQP consumer of %s: malformed message (routing key %s): %s",
+                       self._shown, method.routing_key, reason)
         if not self.dead_letter_queue:
             return
         headers = dict(properties.headers or {})
