@@ -37,15 +37,16 @@ import sqlite3
 import threading
 import time
 import traceback
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from fsmc.runtime.topics import TopicPattern, compile_pattern
+from fsmc.runtime.topics import compile_pattern
 
 from .config import ALL_TENANTS, DEFAULT_MAX_DEAD_LETTERS
-from .store import DeadLetter, Subscription, SubscriptionStore
+from .drops import DropWarnings
+from .lanes import Lane
+from .store import DeadLetter, SubscriptionStore
 from .stream import Item
 from .subscriptions import InvalidSubscription, check_delivery_target
 
@@ -65,110 +66,6 @@ def redact_urls(text: str) -> str:
 def signature(secret: str, body: bytes) -> str:
     """The `X-Fsmc-Signature` header value for `body`."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-class _Lane:
-    """One subscription's queue and delivering thread: `deliver` each item in turn; an item
-    whose delivery raised (a bug) goes to `fail` with the exception, and the lane goes on."""
-
-    def __init__(self, subscription: Subscription, pattern: TopicPattern,
-                 deliver: Callable[[_Lane, Item], None],
-                 fail: Callable[[_Lane, Item, Exception], None]) -> None:
-        self.subscription = subscription
-        self.pattern = pattern
-        self.queue: deque[Item] = deque()
-        self.cond = threading.Condition()
-        self.stopped = False
-        self._deliver = deliver
-        self._fail = fail
-        self.thread = threading.Thread(target=self._run, daemon=True,
-                                       name=f"fsmc-webhook-{subscription.id}")
-        self.thread.start()
-
-    def wants(self, item: Item) -> bool:
-        tenant = self.subscription.tenant
-        return (tenant == ALL_TENANTS or item.owner == tenant) and self.pattern.matches(
-            item.topic)
-
-    def put(self, item: Item) -> None:
-        with self.cond:
-            self.queue.append(item)
-            self.cond.notify()
-
-    def stop(self) -> None:
-        with self.cond:
-            self.stopped = True
-            self.cond.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.stopped or bool(self.queue))
-                if self.stopped:
-                    return
-                item = self.queue[0]
-            try:
-                self._deliver(self, item)
-            except Exception as error:  # a bug: dead-letter the item, keep the lane going
-                self._fail(self, item, error)
-            with self.cond:
-                self.queue.popleft()  # only this thread takes from the queue
-
-
-class _DropWarnings:
-    """The warnings about dropped dead letters: at most one per subscription every `interval`
-    seconds, each with how many were dropped since the last one. A count noted too soon after
-    a warning waits for `flush` (the dead-letter thread calls it when it is due)."""
-
-    def __init__(self, keep: int, interval: float) -> None:
-        self._keep = keep
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._warned: dict[str, float] = {}  # subscription -> time.monotonic() of its last one
-        self._pending: dict[str, int] = {}  # subscription -> dropped since its last warning
-
-    def note(self, subscription: str, dropped: int) -> None:
-        """`dropped` more letters of `subscription` were dropped: warn now if it may be."""
-        if dropped <= 0:
-            return
-        with self._lock:
-            self._pending[subscription] = self._pending.get(subscription, 0) + dropped
-            last = self._warned.get(subscription)
-            due = last is None or time.monotonic() - last >= self._interval
-            told = self._take([subscription]) if due else []
-        self._log(told)
-
-    def flush(self, everything: bool = False) -> float | None:
-        """Log the counts whose warning is due (all of them if `everything`); the seconds
-        until the next one is, or None when none waits."""
-        now = time.monotonic()
-        with self._lock:
-            due = [subscription for subscription in self._pending
-                   if everything or now - self._warned[subscription] >= self._interval]
-            told = self._take(due)
-            for subscription, last in list(self._warned.items()):  # forget the quiet ones
-                if subscription not in self._pending and now - last >= self._interval:
-                    del self._warned[subscription]
-            wait = min((self._warned[subscription] + self._interval - now
-                        for subscription in self._pending), default=None)
-        self._log(told)
-        return None if wait is None else max(0.0, wait)
-
-    def _take(self, subscriptions: Iterable[str]) -> list[tuple[str, int, bool]]:
-        """With the lock: (subscription, count, warned before) of each, now warned."""
-        now = time.monotonic()
-        told = []
-        for subscription in subscriptions:
-            told.append((subscription, self._pending.pop(subscription),
-                         subscription in self._warned))
-            self._warned[subscription] = now
-        return told
-
-    def _log(self, told: list[tuple[str, int, bool]]) -> None:
-        for subscription, count, again in told:  # the id only: never the URL or the secret
-            logger.warning("webhook %s: more than %d dead letters; dropped the %d oldest%s",
-                           subscription, self._keep, count,
-                           " since the last warning" if again else "")
 
 
 class WebhookDispatcher:
@@ -193,7 +90,7 @@ class WebhookDispatcher:
         self._not_attempted = (f"not attempted: {lane_limit} events were already waiting for "
                                "this receiver")
         self._close_timeout = close_timeout
-        self._drops = _DropWarnings(max_dead_letters, self.drop_warning_interval)
+        self._drops = DropWarnings(max_dead_letters, self.drop_warning_interval)
         self._max_dead_letters = max_dead_letters
         self._store = store
         self._allow_hosts = allow_hosts
@@ -201,7 +98,7 @@ class WebhookDispatcher:
         self._delays = (base_delay, max_delay)
         self._resolve = resolve
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         self._lock = threading.Lock()
         # One refresh at a time: two interleaved ones could apply an older listing last and
         # stop the lane of a subscription just added.
@@ -230,7 +127,7 @@ class WebhookDispatcher:
                     self._lanes.pop(gone).stop()
                 for ident, subscription in current.items():
                     if ident not in self._lanes:
-                        self._lanes[ident] = _Lane(subscription,
+                        self._lanes[ident] = Lane(subscription,
                                                    compile_pattern(subscription.topic),
                                                    self._deliver, self._failed)
 
@@ -326,7 +223,7 @@ class WebhookDispatcher:
 
     # -- one delivery, on a lane's thread ---------------------------------------------------
 
-    def _deliver(self, lane: _Lane, item: Item) -> None:
+    def _deliver(self, lane: Lane, item: Item) -> None:
         subscription = lane.subscription
         body = item.body.encode("utf-8")
         headers = {"Content-Type": "application/cloudevents+json",
@@ -349,7 +246,7 @@ class WebhookDispatcher:
         self._dead_letter(DeadLetter(subscription.id, item.id, item.body, self._attempts, error,
                                      time.time()))
 
-    def _failed(self, lane: _Lane, item: Item, error: Exception) -> None:
+    def _failed(self, lane: Lane, item: Item, error: Exception) -> None:
         """Delivering `item` raised what it never should (a bug): log it, dead-letter the
         item, and let the lane go on. The exception's text may hold the URL: redacted."""
         text = f"{type(error).__name__}: {redact_urls(str(error))}"
