@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -60,6 +61,8 @@ _T = TypeVar("_T")
 
 STORE_THREADS = 2  # the store's lock lets one call in at a time: a second one waits ready
 DNS_THREADS = 4  # lookups of new subscriptions' hosts at once; more wait their turn
+DNS_PER_CALLER = 2  # of those, at most this many for one tenant (or the admin) at once
+DNS_PATIENCE = 10.0  # seconds a request waits for its lookup before it is answered 422
 
 
 def create_app(bus: Any, config: NotifyConfig, *,
@@ -173,6 +176,7 @@ class _Service:
         self.limiter = RateLimiter(config.rate, config.burst)
         self._store_pool = store_pool
         self._dns_pool = dns_pool
+        self._checking: dict[str | None, int] = {}  # lookups in flight per tenant (None: admin)
 
     async def stored(self, call: Callable[..., _T], *args: Any) -> _T:
         """`call(*args)` (the store's, or the dispatcher's that calls it) in the store's
@@ -223,16 +227,44 @@ class _Service:
             body = await request.json()
         except ValueError:
             return _error(422, "invalid_body", "the body must be a JSON object")
-        try:
-            # Resolving the host may take a while: not on the event loop, and not in the
-            # store's executor either.
-            topic, url, secret = await asyncio.get_running_loop().run_in_executor(
-                self._dns_pool, validate_subscription, body, self.config.allow_hosts)
-        except InvalidSubscription as error:
-            return _error(422, "invalid_subscription", str(error))
+        checked = await self.checked(admitted.tenant, body)
+        if isinstance(checked, Response):
+            return checked
+        topic, url, secret = checked
         tenant = admitted.tenant if admitted.tenant is not None else ALL_TENANTS
         subscription = await self.stored(self._add, tenant, topic, url, secret)
         return JSONResponse(subscription.to_json(), status_code=201)
+
+    async def checked(self, tenant: str | None, body: object) -> tuple[str, str, str] | Response:
+        """`validate_subscription(body)`, whose DNS lookup may take long: in the DNS executor,
+        at most `DNS_PER_CALLER` at once per tenant (429 beyond: one tenant naming hosts that
+        hang cannot take every lookup thread), answered 422 after `DNS_PATIENCE` seconds. A
+        lookup counts against its tenant until its thread is done, even if nobody waits for
+        it any more."""
+        if self._checking.get(tenant, 0) >= DNS_PER_CALLER:
+            return _error(429, "rate_limited", f"{DNS_PER_CALLER} subscriptions of this key "
+                          "are being checked already; retry in 1 s",
+                          headers={"Retry-After": "1"})
+        lookup = asyncio.get_running_loop().run_in_executor(
+            self._dns_pool, validate_subscription, body, self.config.allow_hosts)
+        self._checking[tenant] = self._checking.get(tenant, 0) + 1
+        lookup.add_done_callback(functools.partial(self._done_checking, tenant))
+        try:
+            return await asyncio.wait_for(asyncio.shield(lookup), DNS_PATIENCE)
+        except InvalidSubscription as error:
+            return _error(422, "invalid_subscription", str(error))
+        except TimeoutError:
+            return _error(422, "invalid_subscription", "the URL's host could not be resolved "
+                          f"within {DNS_PATIENCE:g} s")
+
+    def _done_checking(self, tenant: str | None, lookup: asyncio.Future[Any]) -> None:
+        if not lookup.cancelled():
+            lookup.exception()  # seen: a late failure nobody waits for is not an error to log
+        left = self._checking[tenant] - 1
+        if left:
+            self._checking[tenant] = left
+        else:
+            del self._checking[tenant]
 
     def _add(self, tenant: str, topic: str, url: str, secret: str) -> Subscription:
         """In a worker thread: store the subscription and give it a webhook lane."""

@@ -9,13 +9,14 @@ import functools
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fsmc.notify import app as app_module
-from fsmc.notify.app import DNS_THREADS, create_app
+from fsmc.notify.app import DNS_PER_CALLER, DNS_THREADS, create_app
 from fsmc.notify.store import SubscriptionStore
 from fsmc.notify.subscriptions import validate_subscription
 from fsmc.runtime import EventBus
@@ -40,12 +41,9 @@ def new_threads(before: set[threading.Thread], timeout: float = 0.0) -> list[str
 needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 
 
-def test_slow_dns_for_one_tenant_does_not_hold_up_another_tenants_requests(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """acme POSTs subscriptions naming hosts whose lookups hang, more of them than the loop's
-    default executor has threads: they wait in the app's DNS executor, while globex's
-    requests, which call the store, are answered at once. When the lookups give up, acme gets
-    its 422s; at shutdown the executors' threads end."""
+def hanging_lookups(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[str]]:
+    """Every DNS lookup of a subscription check hangs until the event is set, then fails;
+    the list gets the name of each lookup's thread as it starts."""
     release = threading.Event()
     lookups: list[str] = []
 
@@ -56,25 +54,46 @@ def test_slow_dns_for_one_tenant_does_not_hold_up_another_tenants_requests(
 
     monkeypatch.setattr(app_module, "validate_subscription",
                         functools.partial(validate_subscription, resolve=hanging))
-    posts = 2 * DNS_THREADS
-    answers: list[httpx.Response] = []
+    return release, lookups
+
+
+def post_subscription(base: str, who: str, n: int) -> httpx.Response:
+    return httpx.post(f"{base}/v1/subscriptions", headers={"Authorization": f"Bearer {KEYS[who]}"},
+                      json={"topic": "#", "kind": "webhook", "url": f"https://h{n}.slow.example/",
+                            "secret": "s"}, timeout=60)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_slow_dns_for_one_tenant_does_not_hold_up_another_tenants_requests(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """acme POSTs subscriptions naming hosts whose lookups hang: two are checked at once
+    (DNS_PER_CALLER), the others are answered 429 at once, so acme cannot take every lookup
+    thread; the admin's lookups fill the rest of the DNS executor, and globex's requests, which
+    call the store, are still answered at once. When the lookups give up, the checks get their
+    422s, and at shutdown the executors' threads end."""
+    release, lookups = hanging_lookups(monkeypatch)
+    answers: dict[str, list[httpx.Response]] = {"acme": [], "admin": []}
     before = set(threading.enumerate())
-
-    def subscribe(base: str, n: int) -> None:
-        answers.append(httpx.post(
-            f"{base}/v1/subscriptions", headers={"Authorization": f"Bearer {KEYS['acme']}"},
-            json={"topic": "#", "kind": "webhook", "url": f"https://h{n}.slow.example/",
-                  "secret": "s"}, timeout=60))
-
     try:
         with serving(EventBus(), config()) as base:
-            threads = [threading.Thread(target=subscribe, args=(base, n)) for n in range(posts)]
-            for thread in threads:
+            threads = [threading.Thread(target=lambda who=who, n=n: answers[who].append(
+                           post_subscription(base, who, n)))
+                       for who in ("acme", "admin") for n in range(DNS_THREADS)]
+            for thread in threads[:DNS_THREADS]:  # acme's first
                 thread.start()
-            deadline = time.monotonic() + 10
-            while len(lookups) < DNS_THREADS and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)  # time for more lookups to start, if anything ran them
+            wait_until(lambda: len(answers["acme"]) == DNS_THREADS - DNS_PER_CALLER)
+            for thread in threads[DNS_THREADS:]:
+                thread.start()
+            wait_until(lambda: len(lookups) == DNS_THREADS and
+                       len(answers["admin"]) == DNS_THREADS - DNS_PER_CALLER)
+            assert [answer.status_code for answer in answers["acme"]] == \
+                [429] * (DNS_THREADS - DNS_PER_CALLER)
+            assert answers["acme"][0].headers["Retry-After"] == "1"
             globex = httpx.Client(base_url=base, timeout=5,
                                   headers={"Authorization": f"Bearer {KEYS['globex']}"})
             for _ in range(3):
@@ -84,18 +103,40 @@ def test_slow_dns_for_one_tenant_does_not_hold_up_another_tenants_requests(
                 assert time.monotonic() - started < 1.0
                 assert (listing.status_code, listing.json()) == (200, {"subscriptions": []})
                 assert missing.status_code == 404
-            assert len(lookups) == DNS_THREADS  # the DNS executor is full; the rest wait
-            assert not release.is_set() and answers == []  # acme's lookups still hang
+            assert len(lookups) == DNS_THREADS  # the DNS executor is full, nothing else ran
             release.set()
             for thread in threads:
                 thread.join(30)
+            again = post_subscription(base, "acme", 99)  # acme's slots are free again
+            assert again.status_code == 422 and "cannot resolve host" in again.json()["message"]
     finally:
         release.set()
-    assert [answer.status_code for answer in answers] == [422] * posts
-    assert all("cannot resolve host" in answer.json()["message"] for answer in answers)
-    assert len(lookups) == posts
+    for who in ("acme", "admin"):
+        assert sorted(answer.status_code for answer in answers[who]) == \
+            [422] * DNS_PER_CALLER + [429] * (DNS_THREADS - DNS_PER_CALLER)
     assert all(name.startswith("fsmc-notify-dns") for name in lookups)
     assert new_threads(before, timeout=5) == []
+
+
+def test_a_lookup_that_takes_too_long_is_answered_and_still_counted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After DNS_PATIENCE the request is answered 422; the lookup's thread still hangs, and
+    still counts against the tenant until it ends."""
+    release, lookups = hanging_lookups(monkeypatch)
+    monkeypatch.setattr(app_module, "DNS_PATIENCE", 0.3)
+    try:
+        with serving(EventBus(), config()) as base:
+            for n in range(DNS_PER_CALLER):
+                late = post_subscription(base, "acme", n)
+                assert late.status_code == 422
+                assert late.json()["message"] == ("the URL's host could not be resolved "
+                                                  "within 0.3 s")
+            assert post_subscription(base, "acme", 9).status_code == 429  # both still hang
+            release.set()
+            wait_until(lambda: post_subscription(base, "acme", 10).status_code == 422)
+            assert len(lookups) == DNS_PER_CALLER + 1
+    finally:
+        release.set()
 
 
 @needs_proc
