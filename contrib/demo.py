@@ -14,7 +14,6 @@ the usage report's top 10.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -155,36 +154,26 @@ def run_demo(config: DemoConfig, *, progress: TextIO | None = None,
     publisher = _publisher(config.amqp)
     if publisher is not None:
         bus.subscribe(publisher, topic="#")
-    if service is not None:
-        try:
-            service.attach(bus, config.out)
-        except BaseException:  # the port is taken, or Ctrl-C while waiting for clients
-            service.stop()
-            bus.close()
-            meter.close()
-            audit.close()
-            if publisher is not None:
-                with contextlib.suppress(FsmcError):
-                    publisher.close(timeout=5)
-            raise
-    clock = SimulatedTime(bus, ORIGIN)
-    sim = Simulation(clock, period, seed=config.seed)
-    cloud = Cloud(sim, clock, accounts=config.accounts, vms=config.vms)
-    cloud.populate()
-    bar = ProgressBar(progress) if progress is not None else None
-
-    def status() -> str:
-        day = min(clock.now, period) / 86400.0
-        return (f"day {day:4.1f}/{config.days:g}  {sim.transitions:,} transitions, "
-                f"{counters.total:,} delivered, {sim.rejections:,} rejected")
-
-    pacer = _Pacer(config.seconds, period)
     ticker = None
-    if bar is not None:
-        shown = bar
-        ticker = Ticker(lambda: shown.update(clock.now / period, status())).start()
     broker_error = None
     try:
+        if service is not None:  # before the first event; its failure closes what is open
+            service.attach(bus, config.out)
+        clock = SimulatedTime(bus, ORIGIN)
+        sim = Simulation(clock, period, seed=config.seed)
+        cloud = Cloud(sim, clock, accounts=config.accounts, vms=config.vms)
+        cloud.populate()
+        bar = ProgressBar(progress) if progress is not None else None
+
+        def status() -> str:
+            day = min(clock.now, period) / 86400.0
+            return (f"day {day:4.1f}/{config.days:g}  {sim.transitions:,} transitions, "
+                    f"{counters.total:,} delivered, {sim.rejections:,} rejected")
+
+        pacer = _Pacer(config.seconds, period)
+        if bar is not None:
+            shown = bar
+            ticker = Ticker(lambda: shown.update(clock.now / period, status())).start()
         sim.run(before_step=pacer)
         undelivered = bus.close()
     finally:
