@@ -27,35 +27,41 @@ EVENTS = {"start_requested": "START_REQUESTED", "operation_succeeded": "OPERATIO
 
 FAST_PATH = '''
 def {method}(self{params}):
-    {take_lock}
-    if lock.acquire(False):
+    {take_stripe}
+    try:
+        stripe.pop()
+    except IndexError:
+        return self._fire(DISPATCH, {payload})
+    if {idle}:
         {lookup}
         if target is not None:
             if not self._observed:
                 self._state = target
-                lock.release()
+                stripe.append(None)
                 return target
             if self._hooks is None:
-                return self._post_plain(lock, POSTS, target, {payload})
-        lock.release()
+                return self._post_plain(stripe, POSTS, target, {payload})
+    stripe.append(None)
     return self._fire(DISPATCH, {payload})
 '''
 
 STEPS: list[tuple[str, dict[str, str]]] = [
     ("as generated", {}),
     ("- **payload (no dict built per call)", {"params": "", "payload": "{}"}),
-    ("- lazy lock (`self._lock or self._allocate_lock()`)", {"take_lock": "lock = self._lock"}),
+    ("- lazy stripe (`self._stripe or self._assign_stripe()`)",
+     {"take_stripe": "stripe = self._stripe"}),
     ("- `.get()` (subscript in try/except instead)",
      {"lookup": "try:\n            target = PLAIN[self._state]\n        except KeyError:\n"
                 "            target = None"}),
+    ("- the idle check (`self._busy is None`; unsafe)", {"idle": "True"}),
 ]
 
 
 def variant(changes: dict[str, str]) -> type[Any]:
     """A subclass of `VirtualMachine` whose three cycle methods are the fast path with
     `changes` applied."""
-    fields = {"params": ", **payload", "payload": "payload",
-              "take_lock": "lock = self._lock or self._allocate_lock()",
+    fields = {"params": ", **payload", "payload": "payload", "idle": "self._busy is None",
+              "take_stripe": "stripe = self._stripe or self._assign_stripe()",
               "lookup": "target = PLAIN.get(self._state)"} | changes
     namespace: dict[str, Any] = {}
     for method, constant in EVENTS.items():
@@ -75,7 +81,7 @@ class DirectCall(m.VirtualMachine):
     __slots__ = ()
     subscriber = staticmethod(m.sink())
 
-    def _post_plain(self, lock: Any, posts: Any, target: Any, payload: dict[str, Any]) -> Any:
+    def _post_plain(self, stripe: Any, posts: Any, target: Any, payload: dict[str, Any]) -> Any:
         source = self._state
         self._state = target
         machine, event, old, new, tags = posts[source]
@@ -84,7 +90,7 @@ class DirectCall(m.VirtualMachine):
                                          payload))
         except Exception:
             pass
-        lock.release()
+        stripe.append(None)
         return target
 
 
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, changes in STEPS:
         accumulated = accumulated | changes
         machine = variant(accumulated)("vm-1")
-        machine._allocate_lock()  # the variants without the lazy lock need it there
+        machine._assign_stripe()  # the variants without the lazy stripe need it there
         timers[label] = cycle_timer(machine)
     stats = interleaved(timers, settings)
     base = stats["hand+lock"].min

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from fsmc.runtime import EventBus as EventBus
 from fsmc.runtime import InvalidTransition, StateChanged
+from fsmc.runtime.exclusion import take
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `generated` is importable from the repository root
@@ -135,9 +136,9 @@ class HandLockedWith:
 
 class HandLocked:
     """Hand-written with the generated class's guarantee (transitions serialised by a lock),
-    locking the fastest way: a non-blocking `acquire` first (a C call returning at once when
-    the lock is free; cheaper than `with`), blocking only on contention; `try`/`finally`
-    costs nothing when nothing raises."""
+    locking the fastest way: `acquire()` without arguments (a C call returning at once when
+    the lock is free; cheaper than `with` and than `acquire(False)`, which parses its
+    argument); `try`/`finally` costs nothing when nothing raises."""
 
     __slots__ = ("_lock", "resource_id", "state")
 
@@ -148,7 +149,7 @@ class HandLocked:
 
     def start_requested(self) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             try:
                 target = _START[self.state]
@@ -161,7 +162,7 @@ class HandLocked:
 
     def operation_succeeded(self) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             try:
                 target = _SUCCEED[self.state]
@@ -174,7 +175,7 @@ class HandLocked:
 
     def stop_requested(self) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             try:
                 target = _STOP[self.state]
@@ -199,7 +200,7 @@ class HandLockedPayload:
 
     def start_requested(self, **payload: Any) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             try:
                 target = _START[self.state]
@@ -212,7 +213,7 @@ class HandLockedPayload:
 
     def operation_succeeded(self, **payload: Any) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             try:
                 target = _SUCCEED[self.state]
@@ -225,7 +226,7 @@ class HandLockedPayload:
 
     def stop_requested(self, **payload: Any) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             try:
                 target = _STOP[self.state]
@@ -235,6 +236,68 @@ class HandLockedPayload:
             return target
         finally:
             lock.release()
+
+
+class HandToken:
+    """Hand-written with the generated class's exclusion primitive instead of a Lock: a
+    one-token list per instance, taken with `pop()` and given back with `append()` (a quarter
+    of a Lock's cost; `fsmc.runtime.exclusion`), yielding while another thread holds it.
+    Shown for context: the target's baseline is the Lock, which the issue names."""
+
+    __slots__ = ("_token", "resource_id", "state")
+
+    def __init__(self, resource_id: object = "vm-1") -> None:
+        self.resource_id = resource_id
+        self.state = S.Stopped
+        self._token: list[None] = [None]
+
+    def start_requested(self) -> S:
+        token = self._token
+        try:
+            token.pop()
+        except IndexError:
+            take(token)
+        try:
+            try:
+                target = _START[self.state]
+            except KeyError:
+                raise _invalid(self.state, "StartRequested") from None
+            self.state = target
+            return target
+        finally:
+            token.append(None)
+
+    def operation_succeeded(self) -> S:
+        token = self._token
+        try:
+            token.pop()
+        except IndexError:
+            take(token)
+        try:
+            try:
+                target = _SUCCEED[self.state]
+            except KeyError:
+                raise _invalid(self.state, "OperationSucceeded") from None
+            self.state = target
+            return target
+        finally:
+            token.append(None)
+
+    def stop_requested(self) -> S:
+        token = self._token
+        try:
+            token.pop()
+        except IndexError:
+            take(token)
+        try:
+            try:
+                target = _STOP[self.state]
+            except KeyError:
+                raise _invalid(self.state, "StopRequested") from None
+            self.state = target
+            return target
+        finally:
+            token.append(None)
 
 
 class Record(NamedTuple):
@@ -273,7 +336,7 @@ class HandPublishing:
 
     def start_requested(self, **payload: Any) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             source = self.state
             try:
@@ -294,7 +357,7 @@ class HandPublishing:
 
     def operation_succeeded(self, **payload: Any) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             source = self.state
             try:
@@ -315,7 +378,7 @@ class HandPublishing:
 
     def stop_requested(self, **payload: Any) -> S:
         lock = self._lock
-        lock.acquire(False) or lock.acquire()
+        lock.acquire()
         try:
             source = self.state
             try:

@@ -86,19 +86,24 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Free -> Allocating  (line 17)
         - Reserved -> Allocating  (line 21)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_IP_ADDRESS_ALLOCATE_REQUESTED, payload)
+        if self._busy is None:
             target = _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_ALLOCATE_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _IP_ADDRESS_ALLOCATE_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_IP_ADDRESS_ALLOCATE_REQUESTED, payload)
 
     def reserve_requested(self, **payload: Any) -> IpAddress.State:
@@ -106,19 +111,24 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
 
         - Free -> Reserved  (line 18)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_IP_ADDRESS_RESERVE_REQUESTED, payload)
+        if self._busy is None:
             target = _IP_ADDRESS_RESERVE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_RESERVE_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _IP_ADDRESS_RESERVE_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_IP_ADDRESS_RESERVE_REQUESTED, payload)
 
     def release_requested(self, **payload: Any) -> IpAddress.State:
@@ -127,19 +137,24 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Reserved -> Free  (line 22)
         - Allocated -> Releasing [usage]  (line 30)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_IP_ADDRESS_RELEASE_REQUESTED, payload)
+        if self._busy is None:
             target = _IP_ADDRESS_RELEASE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_RELEASE_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _IP_ADDRESS_RELEASE_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_IP_ADDRESS_RELEASE_REQUESTED, payload)
 
     def operation_succeeded(self, **payload: Any) -> IpAddress.State:
@@ -148,19 +163,24 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Allocated [usage]  (line 26)
         - Releasing -> Free  (line 34)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_IP_ADDRESS_OPERATION_SUCCEEDED, payload)
+        if self._busy is None:
             target = _IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _IP_ADDRESS_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_IP_ADDRESS_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> IpAddress.State:
@@ -169,19 +189,24 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
         - Allocating -> Releasing  (line 27)
         - Releasing -> Releasing  (line 35)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_IP_ADDRESS_OPERATION_FAILED, payload)
+        if self._busy is None:
             target = _IP_ADDRESS_OPERATION_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _IP_ADDRESS_OPERATION_FAILED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _IP_ADDRESS_OPERATION_FAILED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_IP_ADDRESS_OPERATION_FAILED, payload)
 
 

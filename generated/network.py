@@ -84,19 +84,24 @@ class Network(Machine["Network.State", "Network.Event"]):
 
         - Allocated -> Implementing  (line 19)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
+        if self._busy is None:
             target = _NETWORK_IMPLEMENT_NETWORK_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_IMPLEMENT_NETWORK_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NETWORK_IMPLEMENT_NETWORK_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
 
     def destroy_network(self, **payload: Any) -> Network.State:
@@ -106,19 +111,24 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Setup -> Destroy  (line 22)
         - Implemented -> Shutdown  (line 30)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NETWORK_DESTROY_NETWORK, payload)
+        if self._busy is None:
             target = _NETWORK_DESTROY_NETWORK_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_DESTROY_NETWORK_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NETWORK_DESTROY_NETWORK_POST, target, payload)
+        stripe.append(None)
         return self._fire(_NETWORK_DESTROY_NETWORK, payload)
 
     def operation_succeeded(self, **payload: Any) -> Network.State:
@@ -127,19 +137,24 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Implemented  (line 25)
         - Shutdown -> Allocated  (line 33)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
+        if self._busy is None:
             target = _NETWORK_OPERATION_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _NETWORK_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> Network.State:
@@ -148,19 +163,24 @@ class Network(Machine["Network.State", "Network.Event"]):
         - Implementing -> Shutdown  (line 26)
         - Shutdown -> Shutdown  (line 34)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NETWORK_OPERATION_FAILED, payload)
+        if self._busy is None:
             target = _NETWORK_OPERATION_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NETWORK_OPERATION_FAILED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NETWORK_OPERATION_FAILED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_NETWORK_OPERATION_FAILED, payload)
 
 

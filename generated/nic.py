@@ -83,19 +83,24 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Allocated -> Reserving  (line 15)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NIC_RESERVATION_REQUESTED, payload)
+        if self._busy is None:
             target = _NIC_RESERVATION_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_RESERVATION_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NIC_RESERVATION_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_NIC_RESERVATION_REQUESTED, payload)
 
     def release_requested(self, **payload: Any) -> Nic.State:
@@ -103,19 +108,24 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserved -> Releasing  (line 22)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NIC_RELEASE_REQUESTED, payload)
+        if self._busy is None:
             target = _NIC_RELEASE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_RELEASE_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NIC_RELEASE_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_NIC_RELEASE_REQUESTED, payload)
 
     def cancel_requested(self, **payload: Any) -> Nic.State:
@@ -123,19 +133,24 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
         - Reserving -> Allocated  (line 18)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NIC_CANCEL_REQUESTED, payload)
+        if self._busy is None:
             target = _NIC_CANCEL_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_CANCEL_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NIC_CANCEL_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_NIC_CANCEL_REQUESTED, payload)
 
     def operation_completed(self, **payload: Any) -> Nic.State:
@@ -144,19 +159,24 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Reserved  (line 19)
         - Releasing -> Allocated  (line 25)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NIC_OPERATION_COMPLETED, payload)
+        if self._busy is None:
             target = _NIC_OPERATION_COMPLETED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_OPERATION_COMPLETED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NIC_OPERATION_COMPLETED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_NIC_OPERATION_COMPLETED, payload)
 
     def operation_failed(self, **payload: Any) -> Nic.State:
@@ -165,19 +185,24 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         - Reserving -> Allocated  (line 20)
         - Releasing -> Reserved  (line 26)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_NIC_OPERATION_FAILED, payload)
+        if self._busy is None:
             target = _NIC_OPERATION_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _NIC_OPERATION_FAILED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _NIC_OPERATION_FAILED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_NIC_OPERATION_FAILED, payload)
 
 

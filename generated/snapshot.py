@@ -122,19 +122,24 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - Allocated -> Creating  (line 26)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
+        if self._busy is None:
             target = _SNAPSHOT_CREATE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_CREATE_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _SNAPSHOT_CREATE_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
 
     def operation_not_performed(self, **payload: Any) -> Snapshot.State:
@@ -144,19 +149,24 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - CreatedOnPrimary -> BackedUp  (line 35)
         - BackingUp -> BackedUp  (line 39)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
+        if self._busy is None:
             target = _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_OPERATION_NOT_PERFORMED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _SNAPSHOT_OPERATION_NOT_PERFORMED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
 
     def backup_to_secondary(self, **payload: Any) -> Snapshot.State:
@@ -166,19 +176,24 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackingUp -> BackingUp  (line 40)
         - BackedUp -> BackingUp  (line 44)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
+        if self._busy is None:
             target = _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_BACKUP_TO_SECONDARY_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _SNAPSHOT_BACKUP_TO_SECONDARY_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
 
     def backedup_to_secondary(self, **payload: Any) -> Snapshot.State:
@@ -191,19 +206,24 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - BackedUp -> Destroying  (line 42)
         - Destroying -> Destroying  (line 53)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
+        if self._busy is None:
             target = _SNAPSHOT_DESTROY_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_DESTROY_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _SNAPSHOT_DESTROY_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
 
     def copying_requested(self, **payload: Any) -> Snapshot.State:
@@ -211,19 +231,24 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
         - BackedUp -> Copying  (line 43)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
+        if self._busy is None:
             target = _SNAPSHOT_COPYING_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_COPYING_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _SNAPSHOT_COPYING_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
 
     def operation_succeeded(self, **payload: Any) -> Snapshot.State:
@@ -234,19 +259,24 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 47)
         - Destroying -> Destroyed  (line 51)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
+        if self._busy is None:
             target = _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _SNAPSHOT_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> Snapshot.State:
@@ -257,19 +287,24 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         - Copying -> BackedUp  (line 48)
         - Destroying -> BackedUp  (line 52)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
+        if self._busy is None:
             target = _SNAPSHOT_OPERATION_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _SNAPSHOT_OPERATION_FAILED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _SNAPSHOT_OPERATION_FAILED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
 
 

@@ -225,19 +225,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Starting  (line 35)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_START_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_START_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_START_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
 
     def stop_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -247,19 +252,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Stopping  (line 69)
         - Stopping -> Stopping  (line 93)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_STOP_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_STOP_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
 
     def destroy_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -268,19 +278,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Destroyed [usage]  (line 36)
         - Error -> Expunging  (line 103)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_DESTROY_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_DESTROY_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
 
     def recovery_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -288,19 +303,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Destroyed -> Stopped [usage]  (line 61)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RECOVERY_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RECOVERY_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
 
     def agent_report_stopped(self, **payload: Any) -> VirtualMachine.State:
@@ -312,19 +332,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 83)
         - Stopping -> Stopped [usage]  (line 92)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
 
     def agent_report_running(self, **payload: Any) -> VirtualMachine.State:
@@ -335,19 +360,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 82)
         - Stopping -> Running  (line 91)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
 
     def migration_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -356,19 +386,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Running -> Migrating  (line 66)
         - Migrating -> Migrating  (line 79)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
 
     def storage_migration_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -376,19 +411,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Migrating  (line 44)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
 
     def expunge_operation(self, **payload: Any) -> VirtualMachine.State:
@@ -399,19 +439,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Expunging -> Expunging  (line 100)
         - Error -> Expunging  (line 104)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_EXPUNGE_OPERATION_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_EXPUNGE_OPERATION_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
 
     def operation_succeeded(self, **payload: Any) -> VirtualMachine.State:
@@ -422,19 +467,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 80)
         - Stopping -> Stopped [usage]  (line 89)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
 
     def operation_failed(self, **payload: Any) -> VirtualMachine.State:
@@ -446,19 +496,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopping -> Running  (line 90)
         - Expunging -> Expunging  (line 99)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
 
     def operation_failed_to_error(self, **payload: Any) -> VirtualMachine.State:
@@ -466,19 +521,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Stopped -> Error [usage]  (line 40)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
 
     def operation_retry(self, **payload: Any) -> VirtualMachine.State:
@@ -486,19 +546,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Starting -> Starting  (line 51)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_OPERATION_RETRY_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_RETRY_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
 
     def agent_report_shutdowned(self, **payload: Any) -> VirtualMachine.State:
@@ -510,19 +575,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 84)
         - Stopping -> Stopped [usage]  (line 94)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
 
     def agent_report_migrated(self, **payload: Any) -> VirtualMachine.State:
@@ -530,19 +600,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Running -> Running  (line 71)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
 
     def revert_requested(self, **payload: Any) -> VirtualMachine.State:
@@ -559,19 +634,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Stopped -> Restoring  (line 45)
         - Destroyed -> Restoring  (line 63)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RESTORING_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
 
     def restoring_failed(self, **payload: Any) -> VirtualMachine.State:
@@ -579,19 +659,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 109)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_FAILED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RESTORING_FAILED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
 
     def restoring_success(self, **payload: Any) -> VirtualMachine.State:
@@ -599,19 +684,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
         - Restoring -> Stopped  (line 108)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_RESTORING_SUCCESS_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RESTORING_SUCCESS_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
 
     def follow_agent_power_on_report(self, **payload: Any) -> VirtualMachine.State:
@@ -623,19 +713,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Running  (line 85)
         - Stopping -> Running  (line 95)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
 
     def follow_agent_power_off_report(self, **payload: Any) -> VirtualMachine.State:
@@ -647,19 +742,24 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         - Migrating -> Stopped  (line 86)
         - Stopping -> Stopped [usage]  (line 96)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
 
 

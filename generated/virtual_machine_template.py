@@ -93,19 +93,24 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadError  (line 27)
         - UploadInProgress -> UploadError  (line 30)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
 
     def operation_succeeded(self, **payload: Any) -> VirtualMachineTemplate.State:
@@ -114,19 +119,24 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> Active  (line 26)
         - UploadInProgress -> Active  (line 29)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
 
     def upload_requested(self, **payload: Any) -> VirtualMachineTemplate.State:
@@ -134,19 +144,24 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
 
         - NotUploaded -> UploadInProgress  (line 25)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
 
     def operation_timeout(self, **payload: Any) -> VirtualMachineTemplate.State:
@@ -155,19 +170,24 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         - NotUploaded -> UploadAbandoned  (line 24)
         - UploadInProgress -> UploadError  (line 31)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
+        if self._busy is None:
             target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
 
 

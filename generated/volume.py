@@ -240,19 +240,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Creating -> Creating  (line 52)
         - Ready -> Creating  (line 57)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_CREATE_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_CREATE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_CREATE_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_CREATE_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_CREATE_REQUESTED, payload)
 
     def copy_requested(self, **payload: Any) -> Volume.State:
@@ -260,19 +265,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Uploaded -> Copying  (line 105)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_COPY_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_COPY_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_COPY_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_COPY_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_COPY_REQUESTED, payload)
 
     def copy_succeeded(self, **payload: Any) -> Volume.State:
@@ -302,19 +312,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadError  (line 114)
         - UploadInProgress -> UploadError  (line 116)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_OPERATION_FAILED, payload)
+        if self._busy is None:
             target = _VOLUME_OPERATION_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_FAILED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_OPERATION_FAILED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_OPERATION_FAILED, payload)
 
     def operation_succeeded(self, **payload: Any) -> Volume.State:
@@ -336,19 +351,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> Uploaded  (line 113)
         - UploadInProgress -> Uploaded  (line 115)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
+        if self._busy is None:
             target = _VOLUME_OPERATION_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_SUCCEEDED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
 
     def operation_retry(self, **payload: Any) -> Volume.State:
@@ -356,19 +376,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Creating  (line 48)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_OPERATION_RETRY, payload)
+        if self._busy is None:
             target = _VOLUME_OPERATION_RETRY_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_RETRY_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_OPERATION_RETRY_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_OPERATION_RETRY, payload)
 
     def upload_requested(self, **payload: Any) -> Volume.State:
@@ -377,19 +402,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Allocated -> UploadOp  (line 44)
         - NotUploaded -> UploadInProgress  (line 112)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_UPLOAD_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_UPLOAD_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_UPLOAD_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
 
     def migration_requested(self, **payload: Any) -> Volume.State:
@@ -397,19 +427,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Migrating  (line 64)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_MIGRATION_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
 
     def migration_copy_requested(self, **payload: Any) -> Volume.State:
@@ -417,19 +452,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Allocated -> Creating  (line 45)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_MIGRATION_COPY_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
 
     def migration_copy_succeeded(self, **payload: Any) -> Volume.State:
@@ -437,19 +477,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Ready [usage]  (line 54)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
+        if self._busy is None:
             target = _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_SUCCEEDED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_MIGRATION_COPY_SUCCEEDED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
 
     def migration_copy_failed(self, **payload: Any) -> Volume.State:
@@ -457,19 +502,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Creating -> Allocated  (line 53)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
+        if self._busy is None:
             target = _VOLUME_MIGRATION_COPY_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_MIGRATION_COPY_FAILED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_MIGRATION_COPY_FAILED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
 
     def snapshot_requested(self, **payload: Any) -> Volume.State:
@@ -477,19 +527,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Snapshotting  (line 62)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_SNAPSHOT_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_SNAPSHOT_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
 
     def revert_snapshot_requested(self, **payload: Any) -> Volume.State:
@@ -497,19 +552,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> RevertSnapshotting  (line 63)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_REVERT_SNAPSHOT_REQUESTED_POST, target, payload)  # noqa: E501
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_REVERT_SNAPSHOT_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
 
     def destroy_requested(self, **payload: Any) -> Volume.State:
@@ -523,19 +583,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - UploadError -> Destroy  (line 118)
         - UploadAbandoned -> Destroy  (line 119)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_DESTROY_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_DESTROY_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_DESTROY_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
 
     def recover_requested(self, **payload: Any) -> Volume.State:
@@ -543,19 +608,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Destroy -> Ready  (line 96)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_RECOVER_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RECOVER_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_RECOVER_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
 
     def expunging_requested(self, **payload: Any) -> Volume.State:
@@ -565,19 +635,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Expunged  (line 87)
         - Destroy -> Expunging  (line 93)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_EXPUNGING_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_EXPUNGING_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_EXPUNGING_REQUESTED_POST, target, payload)  # noqa: E501
+        stripe.append(None)
         return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
 
     def resize_requested(self, **payload: Any) -> Volume.State:
@@ -585,19 +660,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Resizing  (line 58)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_RESIZE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESIZE_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_RESIZE_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
 
     def attach_requested(self, **payload: Any) -> Volume.State:
@@ -605,19 +685,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Ready -> Attaching  (line 65)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_ATTACH_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_ATTACH_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_ATTACH_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
 
     def operation_timeout(self, **payload: Any) -> Volume.State:
@@ -626,19 +711,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - NotUploaded -> UploadAbandoned  (line 111)
         - UploadInProgress -> UploadError  (line 117)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
+        if self._busy is None:
             target = _VOLUME_OPERATION_TIMEOUT_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_OPERATION_TIMEOUT_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_OPERATION_TIMEOUT_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
 
     def restore_requested(self, **payload: Any) -> Volume.State:
@@ -648,19 +738,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         - Expunged -> Restoring  (line 90)
         - Destroy -> Restoring  (line 97)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
+        if self._busy is None:
             target = _VOLUME_RESTORE_REQUESTED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESTORE_REQUESTED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_RESTORE_REQUESTED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
 
     def restore_succeeded(self, **payload: Any) -> Volume.State:
@@ -668,19 +763,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 123)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
+        if self._busy is None:
             target = _VOLUME_RESTORE_SUCCEEDED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESTORE_SUCCEEDED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_RESTORE_SUCCEEDED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
 
     def restore_failed(self, **payload: Any) -> Volume.State:
@@ -688,19 +788,24 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
         - Restoring -> Ready  (line 124)
         """
-        # Fast path: an unguarded transition without action, and no listener (at most a bus);
-        # the table is empty while class listeners exist.
-        lock = self._lock or self._allocate_lock()
-        if lock.acquire(False):
+        # Fast path: an unguarded transition without action, and no listener (at most a bus),
+        # on an idle instance; the table is empty while class listeners exist. The stripe's
+        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        stripe = self._stripe or self._assign_stripe()
+        try:
+            stripe.pop()
+        except IndexError:
+            return self._fire(_VOLUME_RESTORE_FAILED, payload)
+        if self._busy is None:
             target = _VOLUME_RESTORE_FAILED_PLAIN.get(self._state)
             if target is not None:
                 if not self._observed:
                     self._state = target
-                    lock.release()
+                    stripe.append(None)
                     return target
                 if self._hooks is None:
-                    return self._post_plain(lock, _VOLUME_RESTORE_FAILED_POST, target, payload)
-            lock.release()
+                    return self._post_plain(stripe, _VOLUME_RESTORE_FAILED_POST, target, payload)
+        stripe.append(None)
         return self._fire(_VOLUME_RESTORE_FAILED, payload)
 
 

@@ -5,13 +5,15 @@ pre-listeners (any may veto by raising) → the action → the state changes →
 one `StateChanged` posted to the bus. If a guard, a pre-listener or the action raises, nothing
 has changed and nothing is posted.
 
-Thread safety: `fire` calls on one instance are serialised by a per-instance lock, allocated
-on the first transition (a machine that is only read costs no lock). The lock is held until the
-event has been handed to the bus, so every subscriber sees one resource's events in the order
-its transitions happened. Calling `fire` on the same instance from its own guard, pre-listener
-or action raises `ReentrantTransition` (the state is not decided yet); from a post-listener or
-a synchronous bus subscriber the nested transition runs at once and its event is posted right
-after the current one.
+Thread safety: `fire` calls on one instance are serialised. A transition with callbacks marks
+the instance busy (`_busy`) until its event has been handed to the bus, so every subscriber
+sees one resource's events in the order its transitions happened; another thread firing it
+meanwhile waits. The mark is claimed under a lock shared by a stripe of instances and held for
+a few bytecodes only (`fsmc.runtime.exclusion`): an instance costs no lock of its own. Calling
+`fire` on the same instance from its own guard, pre-listener or action raises
+`ReentrantTransition` (the state is not decided yet); from a post-listener or a synchronous bus
+subscriber the nested transition runs at once and its event is posted right after the current
+one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from . import class_listeners
+from . import class_listeners, exclusion
 from .dispatch import (
     _NO_HOOKS,
     Bus,
@@ -43,15 +45,18 @@ from .spec import MachineSpec
 S = TypeVar("S", bound=MachineEnum)
 E = TypeVar("E", bound=MachineEnum)
 
-_new_lock = threading.Lock
 _get_ident = threading.get_ident
-_creating_lock = threading.Lock()
+_release = exclusion.release
+_take = exclusion.take
+_waiting = exclusion.waiting
+_wake = exclusion.wake
+_assigning = threading.Lock()
 
 
 class Machine(Generic[S, E]):
     """Base of generated machines. Subclasses set `State`, `Event`, `SPEC` and the tables."""
 
-    __slots__ = ("_bus", "_busy", "_hooks", "_lock", "_observed", "_resource_id", "_state")
+    __slots__ = ("_bus", "_busy", "_hooks", "_observed", "_resource_id", "_state", "_stripe")
 
     State: ClassVar[type[Any]]
     Event: ClassVar[type[Any]]
@@ -81,9 +86,10 @@ class Machine(Generic[S, E]):
         self._resource_id = resource_id
         self._bus = bus
         self._hooks: _Hooks | None = None
-        self._lock: threading.Lock | None = None
+        # The stripe (`fsmc.runtime.exclusion`), given on the first transition.
+        self._stripe: exclusion.Stripe | None = None
         # None when idle; a `_Busy` during a transition with callbacks; the owner's thread id
-        # while `_post_plain` posts.
+        # while `_post_plain` posts. Claimed holding the stripe's token.
         self._busy: _Busy | int | None = None
         self._observed = bus is not None
         self._state: S = self._INITIAL if state is None else self._coerce_state(state)
@@ -189,35 +195,61 @@ class Machine(Generic[S, E]):
                                known=self.SPEC.events) from None
 
     def _fire(self, dispatch: Dispatch, payload: dict[str, Any]) -> S:
-        lock = self._lock or self._allocate_lock()
-        if not lock.acquire(False):
-            return self._contended(lock, dispatch, payload)
+        stripe = self._stripe or self._assign_stripe()
         try:
-            source = self._state
-            candidates = dispatch.table.get(source)
-            if candidates is None:
-                raise self._invalid(dispatch.event)
-            first = candidates[0]
-            if first.plain and not self._observed and not self._class_observed:
-                self._state = first.target
-                return first.target  # type: ignore[no-any-return]
-            return self._transition(dispatch, candidates, payload, _Busy(_get_ident()))
-        finally:
-            lock.release()
+            stripe.pop()
+        except IndexError:
+            _take(stripe)
+        if self._busy is None:
+            candidates = dispatch.table.get(self._state)
+            if candidates is not None:
+                first = candidates[0]
+                if first.plain and not self._observed and not self._class_observed:
+                    self._state = first.target
+                    stripe.append(None)
+                    return first.target  # type: ignore[no-any-return]
+        stripe.append(None)
+        return self._fire_marked(dispatch, payload, stripe)
 
-    def _post_plain(self, lock: threading.Lock, posts: Mapping[Any, PostRecord], target: Any,
-                    payload: dict[str, Any]) -> S:
+    def _fire_marked(self, dispatch: Dispatch, payload: dict[str, Any],
+                     stripe: exclusion.Stripe) -> S:
+        """`fire` through the whole algorithm, with the instance marked busy meanwhile (or
+        nested in this thread's own transition of it)."""
+        me = _get_ident()
+        mark = _Busy(me)
+        _take(stripe)
+        busy = self._busy
+        if busy is not None and (busy.owner if type(busy) is _Busy else busy) == me:
+            stripe.append(None)
+            return self._reentrant(dispatch, payload)
+        if busy is not None:
+            exclusion.wait_while_busy(self, stripe)
+        candidates = dispatch.table.get(self._state)
+        if candidates is None:
+            stripe.append(None)
+            raise self._invalid(dispatch.event)
+        self._busy = mark
+        stripe.append(None)
+        try:
+            return self._transition(dispatch, candidates, payload, mark, nested=False)
+        finally:
+            _release(self, stripe)
+
+    def _post_plain(self, stripe: exclusion.Stripe, posts: Mapping[Any, PostRecord],
+                    target: Any, payload: dict[str, Any]) -> S:
         """The generated fast path's second half: a plain transition (no guard, no action)
-        observed only by the bus. Called with `lock` held; releases it. `posts` gives, per
-        source state, the event's fields (machine, event, old and new state names, tags),
-        precomputed by the generated code. The event is posted with the lock held, as in
-        `_transition`; meanwhile `_busy` holds this thread's id, so a subscriber that fires
-        this machine again nests (see `_contended`) and its event is posted after this one."""
+        observed only by the bus. Called holding the stripe's token, the instance idle.
+        `posts` gives, per source state, the event's fields (machine, event, old and new state
+        names, tags), precomputed by the generated code. The instance stays busy (`_busy`
+        holds this thread's id) until the event is posted, as in `_transition`, so a
+        subscriber that fires this machine again nests (see `_reentrant`) and its event is
+        posted after this one."""
         source = self._state
         owner = _get_ident()
         self._busy = owner
+        self._state = target
+        stripe.append(None)
         try:
-            self._state = target
             machine, event, old, new, tags = posts[source]
             self._bus.post(StateChanged(  # type: ignore[union-attr]
                 machine, self._resource_id, event, old, new, tags, payload))
@@ -226,33 +258,26 @@ class Machine(Generic[S, E]):
                 while nested.pending:
                     self._bus.post(nested.pending.pop(0))
         finally:
-            self._busy = None
-            lock.release()
+            self._busy = None  # `exclusion.release`, inline: this is the publishing fast path
+            if _waiting[0]:
+                _wake(stripe)
         return target  # type: ignore[no-any-return]
 
-    def _allocate_lock(self) -> threading.Lock:
-        """The instance's lock, created on first use (under a global lock, so only once)."""
-        with _creating_lock:
-            if self._lock is None:
-                self._lock = _new_lock()
-            return self._lock
+    def _assign_stripe(self) -> exclusion.Stripe:
+        """The instance's stripe, given on its first transition (once, whatever the race)."""
+        stripe = exclusion.assign()
+        with _assigning:
+            if self._stripe is None:
+                self._stripe = stripe
+            return self._stripe
 
-    def _contended(self, lock: threading.Lock, dispatch: Dispatch,
-                   payload: dict[str, Any]) -> S:
+    def _reentrant(self, dispatch: Dispatch, payload: dict[str, Any]) -> S:
+        """`fire` from inside this thread's own transition of this instance."""
         busy = self._busy
-        if type(busy) is int and busy == _get_ident():
+        if type(busy) is not _Busy:
             # Fired from a subscriber while `_post_plain` posts: nest, as in a post phase.
-            busy = self._busy = _Busy(busy)
+            busy = self._busy = _Busy(busy)  # type: ignore[arg-type]
             busy.posting = True
-        if isinstance(busy, _Busy) and busy.owner == _get_ident():
-            return self._reentrant(busy, dispatch, payload)
-        with lock:
-            candidates = dispatch.table.get(self._state)
-            if candidates is None:
-                raise self._invalid(dispatch.event)
-            return self._transition(dispatch, candidates, payload, _Busy(_get_ident()))
-
-    def _reentrant(self, busy: _Busy, dispatch: Dispatch, payload: dict[str, Any]) -> S:
         if not busy.posting:
             raise ReentrantTransition(
                 f"{self.SPEC.name} {self._resource_id}: {dispatch.event.name} was fired from a "
@@ -263,13 +288,12 @@ class Machine(Generic[S, E]):
         candidates = dispatch.table.get(self._state)
         if candidates is None:
             raise self._invalid(dispatch.event)
-        return self._transition(dispatch, candidates, payload, busy)
+        return self._transition(dispatch, candidates, payload, busy, nested=True)
 
     def _transition(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
-                    payload: dict[str, Any], busy: _Busy) -> S:
-        """The full algorithm, with the lock held (or inside the owner's post phase)."""
-        outer = self._busy
-        self._busy = busy
+                    payload: dict[str, Any], busy: _Busy, *, nested: bool) -> S:
+        """The full algorithm, with the instance marked busy by `busy` (this thread's own
+        transition, or the one this one nests in, in its post phase)."""
         was_posting, busy.posting = busy.posting, False
         try:
             chosen = self._choose(dispatch, candidates, payload)
@@ -285,10 +309,9 @@ class Machine(Generic[S, E]):
                 getattr(self, chosen.action)(**payload)
             self._apply(chosen.target, event)
             busy.posting = True
-            self._after(event, hooks, busy, nested=outer is busy)
+            self._after(event, hooks, busy, nested=nested)
         finally:
             busy.posting = was_posting
-            self._busy = outer
         return chosen.target  # type: ignore[no-any-return]
 
     def _after(self, event: StateChanged | None, hooks: _Hooks, busy: _Busy, *,
@@ -379,21 +402,29 @@ class Machine(Generic[S, E]):
         """`fire` for asyncio code: guards, actions and listeners may be `async def` (or
         return awaitables). Concurrent `afire` calls on one instance wait for each other."""
         dispatch = self._dispatch(event)
-        lock = self._lock or self._allocate_lock()
+        me = _get_ident()
         task = asyncio.current_task()
-        while not lock.acquire(False):
+        mark = _Busy(me, task)
+        stripe = self._stripe or self._assign_stripe()
+        while True:
+            _take(stripe)  # held for a few bytecodes by anyone: never long
             busy = self._busy
-            if isinstance(busy, _Busy) and busy.owner == _get_ident() and busy.task is task:
-                return self._reentrant(busy, dispatch, payload)
-            await asyncio.sleep(0.0005)
+            if busy is None:
+                candidates = dispatch.table.get(self._state)
+                if candidates is not None:
+                    self._busy = mark
+                stripe.append(None)
+                break
+            stripe.append(None)
+            if type(busy) is _Busy and busy.owner == me and busy.task is task:
+                return self._reentrant(dispatch, payload)
+            await asyncio.sleep(0.0005)  # busy with another task or thread: never block the loop
+        if candidates is None:
+            raise self._invalid(dispatch.event)
         try:
-            candidates = dispatch.table.get(self._state)
-            if candidates is None:
-                raise self._invalid(dispatch.event)
-            return await self._atransition(dispatch, candidates, payload,
-                                           _Busy(_get_ident(), task))
+            return await self._atransition(dispatch, candidates, payload, mark)
         finally:
-            lock.release()
+            _release(self, stripe)
 
     async def acan_fire(self, event: E | str, /, **payload: Any) -> bool:
         """`can_fire` for async guards."""
@@ -402,32 +433,29 @@ class Machine(Generic[S, E]):
 
     async def _atransition(self, dispatch: Dispatch, candidates: tuple[Candidate, ...],
                            payload: dict[str, Any], busy: _Busy) -> S:
-        self._busy = busy
-        try:
-            chosen = await self._afirst_open(candidates, payload)
-            if chosen is None:
-                raise self._rejected(dispatch, candidates)
-            source = self._state
-            hooks = self._effective_hooks()
-            event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event._name_,
-                                 source._name_, chosen.target._name_, chosen.tags, payload)
-            for pre in hooks.pre:
-                await _resolve(pre(event))
-            if chosen.action is not None:
-                await _resolve(getattr(self, chosen.action)(**payload))
-            self._apply(chosen.target, event)
-            busy.posting = True
-            failure: BaseException | None = None
-            for post in hooks.post:
-                try:
-                    await _resolve(post(event))
-                except Exception as error:
-                    failure = failure or error
-            self._post(event, busy, nested=False)
-            if failure is not None:
-                raise failure
-        finally:
-            self._busy = None
+        """`_transition` for `afire`, with the instance marked busy by `busy`."""
+        chosen = await self._afirst_open(candidates, payload)
+        if chosen is None:
+            raise self._rejected(dispatch, candidates)
+        source = self._state
+        hooks = self._effective_hooks()
+        event = StateChanged(self.SPEC.name, self._resource_id, dispatch.event._name_,
+                             source._name_, chosen.target._name_, chosen.tags, payload)
+        for pre in hooks.pre:
+            await _resolve(pre(event))
+        if chosen.action is not None:
+            await _resolve(getattr(self, chosen.action)(**payload))
+        self._apply(chosen.target, event)
+        busy.posting = True
+        failure: BaseException | None = None
+        for post in hooks.post:
+            try:
+                await _resolve(post(event))
+            except Exception as error:
+                failure = failure or error
+        self._post(event, busy, nested=False)
+        if failure is not None:
+            raise failure
         return chosen.target  # type: ignore[no-any-return]
 
 
