@@ -11,7 +11,6 @@ import keyword
 import re
 
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Attributes of the generated class and its runtime base: an event method, guard or action
 # named like one of these would shadow it.
@@ -39,7 +38,8 @@ def module_name(stem: str) -> str:
 
 
 def is_identifier(name: str) -> bool:
-    return bool(_IDENTIFIER.match(name))
+    """An ASCII Python identifier (`[A-Za-z_][A-Za-z0-9_]*`, nothing around it)."""
+    return name.isascii() and name.isidentifier()
 
 
 def python_problem(name: str) -> str | None:

@@ -13,7 +13,7 @@ import keyword
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 
 import jinja2
 from fsmc.dsl.loader import paused_gc
@@ -132,18 +132,22 @@ def machine_view(machine: Machine, source: str) -> MachineView:
         raise EmitError(f"machine {machine.name.text} has no initial state")
     events = machine.event_names
     prefix = "_" + snake_case(machine.name.text).upper()
+    transitions = tuple(_transition_view(t) for t in machine.transitions)
+    by_event: dict[str, list[TransitionView]] = {name: [] for name in events}
+    for view in transitions:  # one pass: a big machine is read once, not once per event
+        by_event.setdefault(view.event, []).append(view)
     return MachineView(
         name=machine.name.text,
         doc=machine.doc if machine.doc is not None else f"The {machine.name.text} lifecycle.",
         states=tuple(StateView(d.name.text, d.kind.value, d.name.span.line, d.doc)
                      for d in machine.states),
-        events=tuple(_event_view(machine, name, f"{prefix}_{snake_case(name).upper()}")
+        events=tuple(_event_view(name, f"{prefix}_{snake_case(name).upper()}", by_event[name])
                      for name in events),
         hooks=_hook_views(machine, source),
         initial=initial.name.text,
         finals=tuple(d.name.text for d in machine.finals),
         entries=tuple(d.name.text for d in machine.states if d.kind is StateKind.ENTRY),
-        transitions=tuple(_transition_view(t) for t in machine.transitions),
+        transitions=transitions,
         allowed=_allowed(machine, events),
     )
 
@@ -155,13 +159,11 @@ def _transition_view(t: Transition) -> TransitionView:
                           t.action.name.text if t.action else None, t.tag_names, t.line)
 
 
-def _event_view(machine: Machine, event: str, constant: str) -> EventView:
+def _event_view(event: str, constant: str, views: list[TransitionView]) -> EventView:
+    """`views`: the event's transitions, in spec order."""
     rows: dict[str, list[TransitionView]] = {}
     lines: list[str] = []
-    for t in machine.transitions:
-        if t.event.text != event:
-            continue
-        view = _transition_view(t)
+    for view in views:
         rows.setdefault(view.source, []).append(view)
         lines.append(f"{view.source} -> {view.target}{_clauses(view)}  (line {view.line})")
     if lines:
@@ -240,8 +242,7 @@ def ident(value: object) -> str:
     return text
 
 
-@lru_cache(maxsize=4096)  # a module writes each name many times
-def _is_plain_name(text: str) -> bool:
+def _is_plain_name(text: str) -> bool:  # C calls only: no cache (a bounded one thrashed)
     return is_identifier(text) and not keyword.iskeyword(text)
 
 
