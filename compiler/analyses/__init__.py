@@ -26,6 +26,7 @@ from .graph import (
     cannot_reach_final,
     inconsistent_hooks,
     nondeterminism,
+    sharing_graph,
     state_graph,
     transitions_from_final,
     unreachable_states,
@@ -56,10 +57,11 @@ _GRAPH_RULES = frozenset({unreachable_states, cannot_reach_final, unused_states}
 
 def analyse_machine(machine: Machine) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    for rule in MACHINE_RULES:
-        if rule in _GRAPH_RULES and any(d.code == "E101" for d in found):
-            continue
-        found.extend(rule(machine))
+    with sharing_graph(machine):
+        for rule in MACHINE_RULES:
+            if rule in _GRAPH_RULES and any(d.code == "E101" for d in found):
+                continue
+            found.extend(rule(machine))
     return found
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import networkx as nx
 from fsmc.dsl.diagnostics import Diagnostic, make
@@ -21,11 +24,40 @@ def _resolved(machine: Machine) -> list[Transition]:
 
 
 def state_graph(machine: Machine) -> nx.DiGraph[str]:
-    """States as nodes (in declaration order), one edge per connected pair."""
+    """States as nodes (in declaration order), one edge per connected pair. Inside
+    `sharing_graph(machine)` it is built once and shared, read-only (`nx.freeze`)."""
+    shared = _shared.get()
+    if shared is None or shared.machine is not machine:
+        return _build_graph(machine)
+    if shared.graph is None:
+        shared.graph = nx.freeze(_build_graph(machine))
+    return shared.graph
+
+
+def _build_graph(machine: Machine) -> nx.DiGraph[str]:
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(machine.state_names)
     graph.add_edges_from((t.source.text, t.target.text) for t in _resolved(machine))
     return graph
+
+
+@dataclass
+class _Shared:
+    machine: Machine
+    graph: nx.DiGraph[str] | None = None
+
+
+_shared: ContextVar[_Shared | None] = ContextVar("fsmc_shared_graph", default=None)
+
+
+@contextmanager
+def sharing_graph(machine: Machine) -> Iterator[None]:
+    """Build `machine`'s state graph at most once while the rules run over it."""
+    token = _shared.set(_Shared(machine))
+    try:
+        yield
+    finally:
+        _shared.reset(token)
 
 
 def _mentioned(machine: Machine) -> set[str]:
