@@ -96,9 +96,13 @@ def publishing(section: Section, settings: Settings) -> None:
                        f"{stats['function'].min:.0f} ns)")
         for other in ("blinker", "pyee"):
             speedup = stats[other].min / ours
+            # What the target asks of us, asked of the plain loop: if even the loop (no
+            # counting, isolation or re-entrancy) is not 5x faster, no bus can be.
+            floor = stats[other].min / stats["function"].min
+            reach = "" if floor >= 5.0 else f"; the plain loop itself is only {floor:.1f}x"
             section.target(f"bus ≥ 5x faster than {other}, {count} subscriber{plural}",
                            speedup, ">=", 5.0,
-                           f"{speedup:.1f}x ({stats[other].min:.0f} vs {ours:.0f} ns)")
+                           f"{speedup:.1f}x ({stats[other].min:.0f} vs {ours:.0f} ns){reach}")
         bus.close()
 
 

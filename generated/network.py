@@ -15,6 +15,9 @@ from fsmc.runtime import (
     TransitionSpec,
     candidate,
 )
+from fsmc.runtime.exclusion import get_ident as _get_ident
+from fsmc.runtime.exclusion import waiting as _waiting
+from fsmc.runtime.exclusion import wake as _wake
 
 __all__ = ["Network"]
 
@@ -86,23 +89,35 @@ class Network(Machine["Network.State", "Network.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
-        if self._busy is None:
-            target = _NETWORK_IMPLEMENT_NETWORK_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NETWORK_IMPLEMENT_NETWORK_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NETWORK_IMPLEMENT_NETWORK_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NETWORK_IMPLEMENT_NETWORK_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NETWORK_IMPLEMENT_NETWORK, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def destroy_network(self, **payload: Any) -> Network.State:
         """Fire `DestroyNetwork`:
@@ -113,23 +128,35 @@ class Network(Machine["Network.State", "Network.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NETWORK_DESTROY_NETWORK, payload)
-        if self._busy is None:
-            target = _NETWORK_DESTROY_NETWORK_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NETWORK_DESTROY_NETWORK_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_NETWORK_DESTROY_NETWORK, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NETWORK_DESTROY_NETWORK_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NETWORK_DESTROY_NETWORK_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NETWORK_DESTROY_NETWORK, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_succeeded(self, **payload: Any) -> Network.State:
         """Fire `OperationSucceeded`:
@@ -139,23 +166,35 @@ class Network(Machine["Network.State", "Network.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
-        if self._busy is None:
-            target = _NETWORK_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NETWORK_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NETWORK_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NETWORK_OPERATION_SUCCEEDED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NETWORK_OPERATION_SUCCEEDED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_failed(self, **payload: Any) -> Network.State:
         """Fire `OperationFailed`:
@@ -165,23 +204,35 @@ class Network(Machine["Network.State", "Network.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NETWORK_OPERATION_FAILED, payload)
-        if self._busy is None:
-            target = _NETWORK_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NETWORK_OPERATION_FAILED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_NETWORK_OPERATION_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NETWORK_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NETWORK_OPERATION_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NETWORK_OPERATION_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
 
 _S = Network.State

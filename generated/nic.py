@@ -15,6 +15,9 @@ from fsmc.runtime import (
     TransitionSpec,
     candidate,
 )
+from fsmc.runtime.exclusion import get_ident as _get_ident
+from fsmc.runtime.exclusion import waiting as _waiting
+from fsmc.runtime.exclusion import wake as _wake
 
 __all__ = ["Nic"]
 
@@ -85,23 +88,35 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NIC_RESERVATION_REQUESTED, payload)
-        if self._busy is None:
-            target = _NIC_RESERVATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NIC_RESERVATION_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_NIC_RESERVATION_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NIC_RESERVATION_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NIC_RESERVATION_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NIC_RESERVATION_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def release_requested(self, **payload: Any) -> Nic.State:
         """Fire `ReleaseRequested`:
@@ -110,23 +125,35 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NIC_RELEASE_REQUESTED, payload)
-        if self._busy is None:
-            target = _NIC_RELEASE_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NIC_RELEASE_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_NIC_RELEASE_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NIC_RELEASE_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NIC_RELEASE_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NIC_RELEASE_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def cancel_requested(self, **payload: Any) -> Nic.State:
         """Fire `CancelRequested`:
@@ -135,23 +162,35 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NIC_CANCEL_REQUESTED, payload)
-        if self._busy is None:
-            target = _NIC_CANCEL_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NIC_CANCEL_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_NIC_CANCEL_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NIC_CANCEL_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NIC_CANCEL_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NIC_CANCEL_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_completed(self, **payload: Any) -> Nic.State:
         """Fire `OperationCompleted`:
@@ -161,23 +200,35 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NIC_OPERATION_COMPLETED, payload)
-        if self._busy is None:
-            target = _NIC_OPERATION_COMPLETED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NIC_OPERATION_COMPLETED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_NIC_OPERATION_COMPLETED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NIC_OPERATION_COMPLETED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NIC_OPERATION_COMPLETED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NIC_OPERATION_COMPLETED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_failed(self, **payload: Any) -> Nic.State:
         """Fire `OperationFailed`:
@@ -187,23 +238,35 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_NIC_OPERATION_FAILED, payload)
-        if self._busy is None:
-            target = _NIC_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _NIC_OPERATION_FAILED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_NIC_OPERATION_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _NIC_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _NIC_OPERATION_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_NIC_OPERATION_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
 
 _S = Nic.State

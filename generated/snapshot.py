@@ -15,6 +15,9 @@ from fsmc.runtime import (
     TransitionSpec,
     candidate,
 )
+from fsmc.runtime.exclusion import get_ident as _get_ident
+from fsmc.runtime.exclusion import waiting as _waiting
+from fsmc.runtime.exclusion import wake as _wake
 
 __all__ = ["Snapshot"]
 
@@ -124,23 +127,35 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
-        if self._busy is None:
-            target = _SNAPSHOT_CREATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _SNAPSHOT_CREATE_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _SNAPSHOT_CREATE_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _SNAPSHOT_CREATE_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_SNAPSHOT_CREATE_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_not_performed(self, **payload: Any) -> Snapshot.State:
         """Fire `OperationNotPerformed`:
@@ -151,23 +166,35 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
-        if self._busy is None:
-            target = _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _SNAPSHOT_OPERATION_NOT_PERFORMED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _SNAPSHOT_OPERATION_NOT_PERFORMED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_SNAPSHOT_OPERATION_NOT_PERFORMED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def backup_to_secondary(self, **payload: Any) -> Snapshot.State:
         """Fire `BackupToSecondary`:
@@ -178,23 +205,35 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
-        if self._busy is None:
-            target = _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _SNAPSHOT_BACKUP_TO_SECONDARY_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
+        try:
+            target = None if self._busy is not None else \
+                _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _SNAPSHOT_BACKUP_TO_SECONDARY_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_SNAPSHOT_BACKUP_TO_SECONDARY, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def backedup_to_secondary(self, **payload: Any) -> Snapshot.State:
         """Fire `BackedupToSecondary`: declared, but no transition uses it (always invalid)."""
@@ -208,23 +247,35 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
-        if self._busy is None:
-            target = _SNAPSHOT_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _SNAPSHOT_DESTROY_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _SNAPSHOT_DESTROY_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _SNAPSHOT_DESTROY_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_SNAPSHOT_DESTROY_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def copying_requested(self, **payload: Any) -> Snapshot.State:
         """Fire `CopyingRequested`:
@@ -233,23 +284,35 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
-        if self._busy is None:
-            target = _SNAPSHOT_COPYING_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _SNAPSHOT_COPYING_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _SNAPSHOT_COPYING_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _SNAPSHOT_COPYING_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_SNAPSHOT_COPYING_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_succeeded(self, **payload: Any) -> Snapshot.State:
         """Fire `OperationSucceeded`:
@@ -261,23 +324,35 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
-        if self._busy is None:
-            target = _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _SNAPSHOT_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _SNAPSHOT_OPERATION_SUCCEEDED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_SNAPSHOT_OPERATION_SUCCEEDED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_failed(self, **payload: Any) -> Snapshot.State:
         """Fire `OperationFailed`:
@@ -289,23 +364,35 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
-        if self._busy is None:
-            target = _SNAPSHOT_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _SNAPSHOT_OPERATION_FAILED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _SNAPSHOT_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _SNAPSHOT_OPERATION_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_SNAPSHOT_OPERATION_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
 
 _S = Snapshot.State

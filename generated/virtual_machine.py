@@ -15,6 +15,9 @@ from fsmc.runtime import (
     TransitionSpec,
     candidate,
 )
+from fsmc.runtime.exclusion import get_ident as _get_ident
+from fsmc.runtime.exclusion import waiting as _waiting
+from fsmc.runtime.exclusion import wake as _wake
 
 __all__ = ["VirtualMachine"]
 
@@ -227,23 +230,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_START_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_START_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_START_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_START_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_START_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def stop_requested(self, **payload: Any) -> VirtualMachine.State:
         """Fire `StopRequested`:
@@ -254,23 +269,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_STOP_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_STOP_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_STOP_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def destroy_requested(self, **payload: Any) -> VirtualMachine.State:
         """Fire `DestroyRequested`:
@@ -280,23 +307,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_DESTROY_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_DESTROY_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_DESTROY_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def recovery_requested(self, **payload: Any) -> VirtualMachine.State:
         """Fire `RecoveryRequested`:
@@ -305,23 +344,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RECOVERY_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_RECOVERY_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_RECOVERY_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def agent_report_stopped(self, **payload: Any) -> VirtualMachine.State:
         """Fire `AgentReportStopped`:
@@ -334,23 +385,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def agent_report_running(self, **payload: Any) -> VirtualMachine.State:
         """Fire `AgentReportRunning`:
@@ -362,23 +425,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def migration_requested(self, **payload: Any) -> VirtualMachine.State:
         """Fire `MigrationRequested`:
@@ -388,23 +463,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_MIGRATION_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_MIGRATION_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def storage_migration_requested(self, **payload: Any) -> VirtualMachine.State:
         """Fire `StorageMigrationRequested`:
@@ -413,23 +500,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def expunge_operation(self, **payload: Any) -> VirtualMachine.State:
         """Fire `ExpungeOperation`:
@@ -441,23 +540,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_EXPUNGE_OPERATION_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_EXPUNGE_OPERATION_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_EXPUNGE_OPERATION, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_succeeded(self, **payload: Any) -> VirtualMachine.State:
         """Fire `OperationSucceeded`:
@@ -469,23 +580,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_SUCCEEDED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_failed(self, **payload: Any) -> VirtualMachine.State:
         """Fire `OperationFailed`:
@@ -498,23 +621,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_OPERATION_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_failed_to_error(self, **payload: Any) -> VirtualMachine.State:
         """Fire `OperationFailedToError`:
@@ -523,23 +658,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_retry(self, **payload: Any) -> VirtualMachine.State:
         """Fire `OperationRetry`:
@@ -548,23 +695,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_OPERATION_RETRY_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_OPERATION_RETRY_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_OPERATION_RETRY, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def agent_report_shutdowned(self, **payload: Any) -> VirtualMachine.State:
         """Fire `AgentReportShutdowned`:
@@ -577,23 +736,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def agent_report_migrated(self, **payload: Any) -> VirtualMachine.State:
         """Fire `AgentReportMigrated`:
@@ -602,23 +773,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def revert_requested(self, **payload: Any) -> VirtualMachine.State:
         """Fire `RevertRequested`: declared, but no transition uses it (always invalid)."""
@@ -636,23 +819,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RESTORING_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_RESTORING_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_RESTORING_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def restoring_failed(self, **payload: Any) -> VirtualMachine.State:
         """Fire `RestoringFailed`:
@@ -661,23 +856,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RESTORING_FAILED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_RESTORING_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_RESTORING_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def restoring_success(self, **payload: Any) -> VirtualMachine.State:
         """Fire `RestoringSuccess`:
@@ -686,23 +893,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_RESTORING_SUCCESS_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_RESTORING_SUCCESS_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_RESTORING_SUCCESS, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def follow_agent_power_on_report(self, **payload: Any) -> VirtualMachine.State:
         """Fire `FollowAgentPowerOnReport`:
@@ -715,23 +934,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def follow_agent_power_off_report(self, **payload: Any) -> VirtualMachine.State:
         """Fire `FollowAgentPowerOffReport`:
@@ -744,23 +975,35 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
 
 _S = VirtualMachine.State

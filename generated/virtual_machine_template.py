@@ -15,6 +15,9 @@ from fsmc.runtime import (
     TransitionSpec,
     candidate,
 )
+from fsmc.runtime.exclusion import get_ident as _get_ident
+from fsmc.runtime.exclusion import waiting as _waiting
+from fsmc.runtime.exclusion import wake as _wake
 
 __all__ = ["VirtualMachineTemplate"]
 
@@ -95,23 +98,35 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_succeeded(self, **payload: Any) -> VirtualMachineTemplate.State:
         """Fire `OperationSucceeded`:
@@ -121,23 +136,35 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def upload_requested(self, **payload: Any) -> VirtualMachineTemplate.State:
         """Fire `UploadRequested`:
@@ -146,23 +173,35 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_timeout(self, **payload: Any) -> VirtualMachineTemplate.State:
         """Fire `OperationTimeout`:
@@ -172,23 +211,35 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
-        if self._busy is None:
-            target = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
 
 _S = VirtualMachineTemplate.State

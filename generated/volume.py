@@ -15,6 +15,9 @@ from fsmc.runtime import (
     TransitionSpec,
     candidate,
 )
+from fsmc.runtime.exclusion import get_ident as _get_ident
+from fsmc.runtime.exclusion import waiting as _waiting
+from fsmc.runtime.exclusion import wake as _wake
 
 __all__ = ["Volume"]
 
@@ -242,23 +245,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_CREATE_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_CREATE_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_CREATE_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_CREATE_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_CREATE_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_CREATE_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_CREATE_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def copy_requested(self, **payload: Any) -> Volume.State:
         """Fire `CopyRequested`:
@@ -267,23 +282,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_COPY_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_COPY_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_COPY_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_COPY_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_COPY_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_COPY_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_COPY_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def copy_succeeded(self, **payload: Any) -> Volume.State:
         """Fire `CopySucceeded`: declared, but no transition uses it (always invalid)."""
@@ -314,23 +341,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_OPERATION_FAILED, payload)
-        if self._busy is None:
-            target = _VOLUME_OPERATION_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_OPERATION_FAILED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_OPERATION_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_OPERATION_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_OPERATION_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_OPERATION_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_succeeded(self, **payload: Any) -> Volume.State:
         """Fire `OperationSucceeded`:
@@ -353,23 +392,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
-        if self._busy is None:
-            target = _VOLUME_OPERATION_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_OPERATION_SUCCEEDED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_OPERATION_SUCCEEDED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_OPERATION_SUCCEEDED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_OPERATION_SUCCEEDED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_retry(self, **payload: Any) -> Volume.State:
         """Fire `OperationRetry`:
@@ -378,23 +429,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_OPERATION_RETRY, payload)
-        if self._busy is None:
-            target = _VOLUME_OPERATION_RETRY_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_OPERATION_RETRY_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_OPERATION_RETRY, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_OPERATION_RETRY_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_OPERATION_RETRY_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_OPERATION_RETRY, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def upload_requested(self, **payload: Any) -> Volume.State:
         """Fire `UploadRequested`:
@@ -404,23 +467,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_UPLOAD_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_UPLOAD_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_UPLOAD_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_UPLOAD_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_UPLOAD_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def migration_requested(self, **payload: Any) -> Volume.State:
         """Fire `MigrationRequested`:
@@ -429,23 +504,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_MIGRATION_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_MIGRATION_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_MIGRATION_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_MIGRATION_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_MIGRATION_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def migration_copy_requested(self, **payload: Any) -> Volume.State:
         """Fire `MigrationCopyRequested`:
@@ -454,23 +541,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_MIGRATION_COPY_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_MIGRATION_COPY_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_MIGRATION_COPY_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def migration_copy_succeeded(self, **payload: Any) -> Volume.State:
         """Fire `MigrationCopySucceeded`:
@@ -479,23 +578,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
-        if self._busy is None:
-            target = _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_MIGRATION_COPY_SUCCEEDED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_MIGRATION_COPY_SUCCEEDED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_MIGRATION_COPY_SUCCEEDED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def migration_copy_failed(self, **payload: Any) -> Volume.State:
         """Fire `MigrationCopyFailed`:
@@ -504,23 +615,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
-        if self._busy is None:
-            target = _VOLUME_MIGRATION_COPY_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_MIGRATION_COPY_FAILED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_MIGRATION_COPY_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_MIGRATION_COPY_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_MIGRATION_COPY_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def snapshot_requested(self, **payload: Any) -> Volume.State:
         """Fire `SnapshotRequested`:
@@ -529,23 +652,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_SNAPSHOT_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_SNAPSHOT_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_SNAPSHOT_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def revert_snapshot_requested(self, **payload: Any) -> Volume.State:
         """Fire `RevertSnapshotRequested`:
@@ -554,23 +689,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_REVERT_SNAPSHOT_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_REVERT_SNAPSHOT_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_REVERT_SNAPSHOT_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def destroy_requested(self, **payload: Any) -> Volume.State:
         """Fire `DestroyRequested`:
@@ -585,23 +732,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_DESTROY_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_DESTROY_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_DESTROY_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_DESTROY_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_DESTROY_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def recover_requested(self, **payload: Any) -> Volume.State:
         """Fire `RecoverRequested`:
@@ -610,23 +769,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_RECOVER_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_RECOVER_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_RECOVER_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_RECOVER_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_RECOVER_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def expunging_requested(self, **payload: Any) -> Volume.State:
         """Fire `ExpungingRequested`:
@@ -637,23 +808,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_EXPUNGING_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_EXPUNGING_REQUESTED_POST, target, payload)  # noqa: E501
-        stripe.append(None)
-        return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_EXPUNGING_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_EXPUNGING_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_EXPUNGING_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def resize_requested(self, **payload: Any) -> Volume.State:
         """Fire `ResizeRequested`:
@@ -662,23 +845,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_RESIZE_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_RESIZE_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_RESIZE_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_RESIZE_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_RESIZE_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def attach_requested(self, **payload: Any) -> Volume.State:
         """Fire `AttachRequested`:
@@ -687,23 +882,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_ATTACH_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_ATTACH_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_ATTACH_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_ATTACH_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_ATTACH_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def operation_timeout(self, **payload: Any) -> Volume.State:
         """Fire `OperationTimeout`:
@@ -713,23 +920,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
-        if self._busy is None:
-            target = _VOLUME_OPERATION_TIMEOUT_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_OPERATION_TIMEOUT_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_OPERATION_TIMEOUT_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_OPERATION_TIMEOUT_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_OPERATION_TIMEOUT, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def restore_requested(self, **payload: Any) -> Volume.State:
         """Fire `RestoreRequested`:
@@ -740,23 +959,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
-        if self._busy is None:
-            target = _VOLUME_RESTORE_REQUESTED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_RESTORE_REQUESTED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_RESTORE_REQUESTED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_RESTORE_REQUESTED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_RESTORE_REQUESTED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def restore_succeeded(self, **payload: Any) -> Volume.State:
         """Fire `RestoreSucceeded`:
@@ -765,23 +996,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
-        if self._busy is None:
-            target = _VOLUME_RESTORE_SUCCEEDED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_RESTORE_SUCCEEDED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_RESTORE_SUCCEEDED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_RESTORE_SUCCEEDED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_RESTORE_SUCCEEDED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     def restore_failed(self, **payload: Any) -> Volume.State:
         """Fire `RestoreFailed`:
@@ -790,23 +1033,35 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         """
         # Fast path: an unguarded transition without action, and no listener (at most a bus),
         # on an idle instance; the table is empty while class listeners exist. The stripe's
-        # token is held for a few bytecodes only (see fsmc.runtime.exclusion).
+        # token is held for a few bytecodes and given back on every way out (see
+        # fsmc.runtime.exclusion); the event is posted without it, the instance marked busy.
         stripe = self._stripe or self._assign_stripe()
         try:
             stripe.pop()
         except IndexError:
             return self._fire(_VOLUME_RESTORE_FAILED, payload)
-        if self._busy is None:
-            target = _VOLUME_RESTORE_FAILED_PLAIN.get(self._state)
-            if target is not None:
-                if not self._observed:
-                    self._state = target
-                    stripe.append(None)
-                    return target
-                if self._hooks is None:
-                    return self._post_plain(stripe, _VOLUME_RESTORE_FAILED_POST, target, payload)
-        stripe.append(None)
-        return self._fire(_VOLUME_RESTORE_FAILED, payload)
+        try:
+            target = None if self._busy is not None else \
+                _VOLUME_RESTORE_FAILED_PLAIN.get(self._state)
+            if target is None or self._hooks is not None:
+                record = None
+            elif not self._observed:
+                self._state = target
+                return target
+            else:
+                record = _VOLUME_RESTORE_FAILED_POST[self._state]
+                self._busy = owner = _get_ident()
+                self._state = target
+        finally:
+            stripe.append(None)
+        if record is None:
+            return self._fire(_VOLUME_RESTORE_FAILED, payload)
+        try:
+            return self._post_plain(owner, record, target, payload)
+        finally:
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
 
 _S = Volume.State

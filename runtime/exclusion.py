@@ -9,13 +9,17 @@ A stripe is a list holding one token when free: `stripe.pop()` takes it (`IndexE
 another thread has it), `stripe.append(None)` gives it back. Both are single operations the
 interpreter never interrupts, and together they cost about a quarter of a `threading.Lock`'s
 `acquire()` + `release()`. A token is only ever held for a few bytecodes: no guard, action,
-listener, bus subscriber or database write runs while it is held. So stripes cannot deadlock,
+listener, bus subscriber or database write runs while it is held. So stripes add no deadlock,
 however machines fire each other, and a slow transition delays nothing but its own instance.
+(Two instances whose listeners fire each other, from two threads at once, still wait for each
+other forever, as they would with a lock each: that cycle is the application's.)
 A thread that finds the token taken yields until it is back (`take`).
 
-The token is not reentrant: code that the interpreter runs in the middle of those few
-bytecodes (a signal handler, a `__del__`) must not fire machines. A thread stuck for seconds
-waiting for a token says so in a log warning.
+Every way out of those few bytecodes gives the token back, a `RecursionError` raised by a call
+among them included. The token is not reentrant: code that the interpreter runs in the middle
+of them (a signal handler, a `__del__`) must not fire machines, and a `KeyboardInterrupt` landing
+there loses the token of one stripe. A thread stuck for seconds waiting for a token says so in
+a log warning. A forked child starts with every stripe free (`os.register_at_fork`).
 
 A thread that finds an instance busy with another thread's transition waits, without the
 token, on the stripe's condition until the owner releases it (`wait_while_busy`, `release`).
@@ -29,12 +33,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from typing import Any
 
-__all__ = ["STRIPES", "Stripe", "assign", "release", "take", "wait_while_busy", "waiting",
-           "wake"]
+__all__ = ["STRIPES", "Stripe", "assign", "get_ident", "release", "take", "wait_while_busy",
+           "waiting", "wake"]
 
 STRIPES = 256
 
@@ -51,7 +56,10 @@ without a lock by owners releasing an instance; changed under `_waiting_lock`)."
 _waiting_lock = threading.Lock()
 
 _STUCK_SPINS = 50_000  # about 10 s of yielding (see `take`)
+_RECHECK = 0.1  # seconds between a waiter's looks at its instance, should a wake-up be missed
 _logger = logging.getLogger("fsmc")
+
+get_ident = threading.get_ident
 
 
 def assign() -> Stripe:
@@ -78,22 +86,26 @@ def take(stripe: Stripe) -> None:
 
 
 def wait_while_busy(machine: Any, stripe: Stripe) -> None:
-    """Wait until `machine` is not busy. Called, and returns, holding `stripe`'s token, which
-    is given back while waiting; the mark must belong to another thread (or this would wait
-    for itself)."""
+    """Wait, not holding `stripe`'s token, until `machine` is not busy; return holding the
+    token, the machine idle. If it raises, the token is not held. The mark must belong to
+    another thread (or this would wait for itself)."""
     condition = _conditions[id(stripe)]
-    with _waiting_lock:
-        waiting[0] += 1
-    try:
-        while machine._busy is not None:
-            stripe.append(None)
+    while True:
+        with _waiting_lock:
+            waiting[0] += 1
+        try:
             with condition:
                 while machine._busy is not None:
-                    condition.wait()
-            take(stripe)
-    finally:
-        with _waiting_lock:
-            waiting[0] -= 1
+                    # Timed: an owner whose wake-up failed (a RecursionError inside
+                    # `notify_all`, say) costs a waiter a tenth of a second, not forever.
+                    condition.wait(_RECHECK)
+        finally:
+            with _waiting_lock:
+                waiting[0] -= 1
+        take(stripe)
+        if machine._busy is None:
+            return
+        stripe.append(None)  # claimed again meanwhile: wait again
 
 
 def release(machine: Any, stripe: Stripe) -> None:
@@ -109,3 +121,17 @@ def wake(stripe: Stripe) -> None:
     condition = _conditions[id(stripe)]
     with condition:
         condition.notify_all()
+
+
+def _reset_after_fork() -> None:
+    """In a forked child only the forking thread lives on: tokens held and waiters counted by
+    the others would never come back. Every stripe starts free again."""
+    global _conditions, _waiting_lock
+    for stripe in _stripes:
+        stripe[:] = [None]
+    _conditions = {id(stripe): threading.Condition(threading.Lock()) for stripe in _stripes}
+    _waiting_lock = threading.Lock()
+    waiting[0] = 0
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

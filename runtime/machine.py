@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from . import class_listeners, exclusion
@@ -46,7 +46,6 @@ S = TypeVar("S", bound=MachineEnum)
 E = TypeVar("E", bound=MachineEnum)
 
 _get_ident = threading.get_ident
-_release = exclusion.release
 _take = exclusion.take
 _waiting = exclusion.waiting
 _wake = exclusion.wake
@@ -119,6 +118,16 @@ class Machine(Generic[S, E]):
                 pass
         raise ValueError(f"{cls.SPEC.name}: unknown state {state!r}; states: "
                          f"{', '.join(cls.SPEC.states)}")
+
+    def __getstate__(self) -> object:
+        """Copies and pickles take the resource, not its place in the exclusion: a copy starts
+        idle, with a stripe of its own given on its first transition."""
+        state = super().__getstate__()
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            slots = dict(state[1])
+            slots.update(_busy=None, _stripe=None)
+            return state[0], slots
+        return state
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -200,15 +209,16 @@ class Machine(Generic[S, E]):
             stripe.pop()
         except IndexError:
             _take(stripe)
-        if self._busy is None:
-            candidates = dispatch.table.get(self._state)
-            if candidates is not None:
-                first = candidates[0]
-                if first.plain and not self._observed and not self._class_observed:
-                    self._state = first.target
-                    stripe.append(None)
-                    return first.target  # type: ignore[no-any-return]
-        stripe.append(None)
+        try:  # the token goes back on every way out, a RecursionError's included
+            if self._busy is None:
+                candidates = dispatch.table.get(self._state)
+                if candidates is not None:
+                    first = candidates[0]
+                    if first.plain and not self._observed and not self._class_observed:
+                        self._state = first.target
+                        return first.target  # type: ignore[no-any-return]
+        finally:
+            stripe.append(None)
         return self._fire_marked(dispatch, payload, stripe)
 
     def _fire_marked(self, dispatch: Dispatch, payload: dict[str, Any],
@@ -218,49 +228,49 @@ class Machine(Generic[S, E]):
         me = _get_ident()
         mark = _Busy(me)
         _take(stripe)
-        busy = self._busy
-        if busy is not None and (busy.owner if type(busy) is _Busy else busy) == me:
+        try:
+            busy = self._busy
+            if busy is None:
+                candidates = dispatch.table.get(self._state)
+                if candidates is not None:
+                    self._busy = mark
+        finally:
             stripe.append(None)
-            return self._reentrant(dispatch, payload)
         if busy is not None:
-            exclusion.wait_while_busy(self, stripe)
-        candidates = dispatch.table.get(self._state)
+            if (busy.owner if type(busy) is _Busy else busy) == me:
+                return self._reentrant(dispatch, payload)
+            exclusion.wait_while_busy(self, stripe)  # returns holding the token
+            try:
+                candidates = dispatch.table.get(self._state)
+                if candidates is not None:
+                    self._busy = mark
+            finally:
+                stripe.append(None)
         if candidates is None:
-            stripe.append(None)
             raise self._invalid(dispatch.event)
-        self._busy = mark
-        stripe.append(None)
         try:
             return self._transition(dispatch, candidates, payload, mark, nested=False)
         finally:
-            _release(self, stripe)
-
-    def _post_plain(self, stripe: exclusion.Stripe, posts: Mapping[Any, PostRecord],
-                    target: Any, payload: dict[str, Any]) -> S:
-        """The generated fast path's second half: a plain transition (no guard, no action)
-        observed only by the bus. Called holding the stripe's token, the instance idle.
-        `posts` gives, per source state, the event's fields (machine, event, old and new state
-        names, tags), precomputed by the generated code. The instance stays busy (`_busy`
-        holds this thread's id) until the event is posted, as in `_transition`, so a
-        subscriber that fires this machine again nests (see `_reentrant`) and its event is
-        posted after this one."""
-        source = self._state
-        owner = _get_ident()
-        self._busy = owner
-        self._state = target
-        stripe.append(None)
-        try:
-            machine, event, old, new, tags = posts[source]
-            self._bus.post(StateChanged(  # type: ignore[union-attr]
-                machine, self._resource_id, event, old, new, tags, payload))
-            nested = self._busy
-            if nested is not owner and isinstance(nested, _Busy):
-                while nested.pending:
-                    self._bus.post(nested.pending.pop(0))
-        finally:
-            self._busy = None  # `exclusion.release`, inline: this is the publishing fast path
+            self._busy = None  # `exclusion.release` inline: no call may fail before this
             if _waiting[0]:
                 _wake(stripe)
+
+    def _post_plain(self, owner: int, record: PostRecord, target: Any,
+                    payload: dict[str, Any]) -> S:
+        """The generated fast path's second half: post the event of a plain transition (no
+        guard, no action) observed only by the bus. The state has changed and the instance is
+        marked busy by `owner` (this thread's id) until the event is posted, as in
+        `_transition`; the generated code clears the mark. `record` gives the event's fields
+        (machine, event, old and new state names, tags), precomputed by the generated code. A
+        subscriber that fires this machine again nests (see `_reentrant`) and its event is
+        posted after this one."""
+        machine, event, old, new, tags = record
+        self._bus.post(StateChanged(  # type: ignore[union-attr]
+            machine, self._resource_id, event, old, new, tags, payload))
+        nested = self._busy
+        if nested is not owner and isinstance(nested, _Busy):
+            while nested.pending:
+                self._bus.post(nested.pending.pop(0))  # type: ignore[union-attr]
         return target  # type: ignore[no-any-return]
 
     def _assign_stripe(self) -> exclusion.Stripe:
@@ -408,14 +418,16 @@ class Machine(Generic[S, E]):
         stripe = self._stripe or self._assign_stripe()
         while True:
             _take(stripe)  # held for a few bytecodes by anyone: never long
-            busy = self._busy
-            if busy is None:
-                candidates = dispatch.table.get(self._state)
-                if candidates is not None:
-                    self._busy = mark
+            try:
+                busy = self._busy
+                if busy is None:
+                    candidates = dispatch.table.get(self._state)
+                    if candidates is not None:
+                        self._busy = mark
+            finally:
                 stripe.append(None)
+            if busy is None:
                 break
-            stripe.append(None)
             if type(busy) is _Busy and busy.owner == me and busy.task is task:
                 return self._reentrant(dispatch, payload)
             await asyncio.sleep(0.0005)  # busy with another task or thread: never block the loop
@@ -424,7 +436,9 @@ class Machine(Generic[S, E]):
         try:
             return await self._atransition(dispatch, candidates, payload, mark)
         finally:
-            _release(self, stripe)
+            self._busy = None
+            if _waiting[0]:
+                _wake(stripe)
 
     async def acan_fire(self, event: E | str, /, **payload: Any) -> bool:
         """`can_fire` for async guards."""

@@ -1,8 +1,8 @@
 """Bound machines and the write of one transition (the hot path of `fsmc.runtime.store`).
 
 A bound machine is an instance of `type(name, (Bound, YourClass), ...)`, made once per
-(store, class). `Bound._apply` (the base class's hook, called with the machine's lock held after
-the guards, the pre-listeners and the action) hands the transition to the store's `Writer`,
+(store, class). `Bound._apply` (the base class's hook, called while the machine is marked busy,
+after the guards, the pre-listeners and the action) hands the transition to the store's `Writer`,
 which runs the compare-and-set UPDATE and the outbox INSERT in one transaction and only then
 sets the machine's state and version. Raising there changes nothing and posts nothing.
 

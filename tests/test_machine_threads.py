@@ -5,13 +5,17 @@ stripe, waiters always wake, and every resource's events chain without a gap."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
+import os
+import pickle
 import sys
 import threading
 import time
 from typing import Any
 
-from fsmc.runtime import EventBus, InvalidTransition, StateChanged
+import pytest
+from fsmc.runtime import EventBus, InvalidTransition, StateChanged, exclusion
 from fsmc.runtime.exclusion import STRIPES
 
 from tests.conftest import DESIGN_EXAMPLE
@@ -210,3 +214,77 @@ def test_afire_waits_for_a_thread_without_blocking_the_loop() -> None:
     assert ticks > 20  # the loop kept running while afire waited
     assert result is VM.State.Error  # Crashed, fired after Running → Stopping
     Gated.gate = None
+
+
+def _at_depth(depth: int, fire: Any) -> Any:
+    return _at_depth(depth - 1, fire) if depth > 0 else fire()
+
+
+def test_a_recursion_error_at_any_point_of_a_fire_gives_the_token_back() -> None:
+    """A deep chain of machines firing machines hits the recursion limit somewhere inside
+    `fire`: whatever the spot, the stripe's token and the instance come back."""
+    bus = EventBus()
+    seen: list[StateChanged] = []
+    bus.subscribe(seen.append, StateChanged)
+    limit = sys.getrecursionlimit()
+    failures = 0
+    for depth in range(limit - 70, limit):
+        for machine in (VM(f"plain-{depth}", state="Stopped"),
+                        VM(f"bus-{depth}", state="Stopped", bus=bus)):
+            try:
+                _at_depth(depth, machine.start_requested)
+            except RecursionError:
+                failures += 1
+            assert machine._busy is None
+            assert machine._stripe is None or machine._stripe == [None]
+    assert failures > 0  # the limit was reached inside fire at some depths
+    assert all(stripe == [None] for stripe in exclusion._stripes)
+    assert exclusion.waiting[0] == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_a_forked_child_starts_with_every_stripe_free() -> None:
+    """Threads that held a token or waited at fork time do not exist in the child."""
+    stripe = exclusion._stripes[7]
+    stripe.pop()  # as if another thread were inside a transition at fork time
+    exclusion.waiting[0] += 1  # ... and another one waiting
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            free = all(s == [None] for s in exclusion._stripes) and exclusion.waiting[0] == 0
+            machine = VM("child", state="Stopped")
+            for _ in range(2 * STRIPES):  # every stripe used at least once
+                VM("x", state="Stopped").start_requested()
+            machine.start_requested()
+            os._exit(0 if free and machine.state is VM.State.Starting else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        stripe.append(None)
+        exclusion.waiting[0] -= 1
+
+
+def test_copies_and_pickles_start_idle_with_a_stripe_of_their_own() -> None:
+    copies: list[Any] = []
+
+    class CopyMidway:
+        def post_transition(self, event: StateChanged) -> None:
+            if not copies:  # once: the copies carry this listener too
+                copies.extend([copy.copy(machine), copy.deepcopy(machine)])
+
+    machine = Gated("vm", state="Stopped")
+    machine.start_requested()
+    machine.add_listener(CopyMidway())
+    machine.operation_succeeded()  # the copies are taken while it is busy
+    plain = Gated("p", state="Stopped")
+    plain.start_requested()
+    copies.append(pickle.loads(pickle.dumps(plain)))
+    assert len(copies) == 3
+    for twin in list(copies):
+        assert twin._busy is None and twin._stripe is None
+        thread = run_in_thread(twin.stop_requested if twin.state is VM.State.Running
+                               else twin.operation_succeeded)
+        thread.join(5)
+        assert not thread.is_alive()
+    assert [twin.state.name for twin in copies] == ["Stopping", "Stopping", "Running"]
+    assert plain.state is VM.State.Starting
