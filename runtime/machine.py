@@ -227,25 +227,12 @@ class Machine(Generic[S, E]):
         nested in this thread's own transition of it)."""
         me = _get_ident()
         mark = _Busy(me)
-        _take(stripe)
-        try:
-            busy = self._busy
-            if busy is None:
-                candidates = dispatch.table.get(self._state)
-                if candidates is not None:
-                    self._busy = mark
-        finally:
-            stripe.append(None)
+        busy, candidates = self._claim(dispatch, mark, stripe)
         if busy is not None:
             if (busy.owner if type(busy) is _Busy else busy) == me:
                 return self._reentrant(dispatch, payload)
             exclusion.wait_while_busy(self, stripe)  # returns holding the token
-            try:
-                candidates = dispatch.table.get(self._state)
-                if candidates is not None:
-                    self._busy = mark
-            finally:
-                stripe.append(None)
+            busy, candidates = self._claim(dispatch, mark, stripe, holding=True)
         if candidates is None:
             raise self._invalid(dispatch.event)
         try:
@@ -254,6 +241,24 @@ class Machine(Generic[S, E]):
             self._busy = None  # `exclusion.release` inline: no call may fail before this
             if _waiting[0]:
                 _wake(stripe)
+
+    def _claim(self, dispatch: Dispatch, mark: _Busy, stripe: exclusion.Stripe, *,
+               holding: bool = False) -> tuple[_Busy | int | None, tuple[Candidate, ...] | None]:
+        """Under the stripe's token (taken here unless `holding`; given back on every way
+        out): if the instance is idle, look its candidates up and, when there are some, mark
+        it busy with `mark`. Returns the mark found (None: idle) and the candidates."""
+        if not holding:
+            _take(stripe)  # held for a few bytecodes by anyone: never long
+        try:
+            busy = self._busy
+            candidates = None
+            if busy is None:
+                candidates = dispatch.table.get(self._state)
+                if candidates is not None:
+                    self._busy = mark
+        finally:
+            stripe.append(None)
+        return busy, candidates
 
     def _post_plain(self, owner: int, record: PostRecord, target: Any,
                     payload: dict[str, Any]) -> S:
@@ -417,15 +422,7 @@ class Machine(Generic[S, E]):
         mark = _Busy(me, task)
         stripe = self._stripe or self._assign_stripe()
         while True:
-            _take(stripe)  # held for a few bytecodes by anyone: never long
-            try:
-                busy = self._busy
-                if busy is None:
-                    candidates = dispatch.table.get(self._state)
-                    if candidates is not None:
-                        self._busy = mark
-            finally:
-                stripe.append(None)
+            busy, candidates = self._claim(dispatch, mark, stripe)
             if busy is None:
                 break
             if type(busy) is _Busy and busy.owner == me and busy.task is task:
