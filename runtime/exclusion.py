@@ -17,16 +17,20 @@ A thread that finds the token taken yields until it is back (`take`).
 
 Every way out of those few bytecodes gives the token back, a `RecursionError` raised by a call
 among them included. The token is not reentrant: code that the interpreter runs in the middle
-of them (a signal handler, a `__del__`) must not fire machines, and a `KeyboardInterrupt` landing
-there loses the token of one stripe. A thread stuck for seconds waiting for a token says so in
-a log warning. A forked child starts with every stripe free (`os.register_at_fork`).
+of them (a signal handler, a `__del__`) must not fire machines, and a `KeyboardInterrupt`
+landing just after a `pop()` may lose the token of one stripe. A thread stuck for seconds
+waiting for a token says so in a log warning. A forked child starts with every stripe free
+(`os.register_at_fork`).
 
 A thread that finds an instance busy with another thread's transition waits, without the
-token, on the stripe's condition until the owner releases it (`wait_while_busy`, `release`).
+token, on the stripe's condition until the owner clears the mark and calls `wake`
+(`wait_while_busy`).
 Waking is race-free without any lock on the uncontended path: a waiter counts itself in
 `waiting` before it looks at `_busy` under the condition's lock; the owner clears `_busy` before
 it reads `waiting`. Either the waiter sees the mark cleared, or the owner sees the waiter and
-notifies it under the condition's lock, which the waiter only gives up inside `wait`.
+notifies it under the condition's lock, which the waiter only gives up inside `wait`. (The
+argument relies on the order the interpreter lock gives to these steps, as in CPython 3.11;
+waiters also look again every 0.1 s.)
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["STRIPES", "Stripe", "assign", "get_ident", "release", "take", "wait_while_busy",
+__all__ = ["STRIPES", "Stripe", "assign", "get_ident", "take", "wait_while_busy",
            "waiting", "wake"]
 
 STRIPES = 256
@@ -106,14 +110,6 @@ def wait_while_busy(machine: Any, stripe: Stripe) -> None:
         if machine._busy is None:
             return
         stripe.append(None)  # claimed again meanwhile: wait again
-
-
-def release(machine: Any, stripe: Stripe) -> None:
-    """End the transition that marked `machine` busy: clear the mark (the token need not be
-    held) and wake whoever waits for it."""
-    machine._busy = None
-    if waiting[0]:
-        wake(stripe)
 
 
 def wake(stripe: Stripe) -> None:

@@ -8,8 +8,8 @@ has changed and nothing is posted.
 Thread safety: `fire` calls on one instance are serialised. A transition with callbacks marks
 the instance busy (`_busy`) until its event has been handed to the bus, so every subscriber
 sees one resource's events in the order its transitions happened; another thread firing it
-meanwhile waits. The mark is claimed under a lock shared by a stripe of instances and held for
-a few bytecodes only (`fsmc.runtime.exclusion`): an instance costs no lock of its own. Calling
+meanwhile waits. The mark is claimed under a token shared by a stripe of instances and held
+for a few bytecodes only (`fsmc.runtime.exclusion`): an instance costs no lock of its own. Calling
 `fire` on the same instance from its own guard, pre-listener or action raises
 `ReentrantTransition` (the state is not decided yet); from a post-listener or a synchronous bus
 subscriber the nested transition runs at once and its event is posted right after the current
@@ -238,7 +238,7 @@ class Machine(Generic[S, E]):
         try:
             return self._transition(dispatch, candidates, payload, mark, nested=False)
         finally:
-            self._busy = None  # `exclusion.release` inline: no call may fail before this
+            self._busy = None  # first, no call before it: a failing call cannot leave it set
             if _waiting[0]:
                 _wake(stripe)
 
