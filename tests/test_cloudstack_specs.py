@@ -2,7 +2,7 @@
 
 `specs/<module>.fsm` is built by `fsmc build specs/` into `generated/<module>.py`. For every
 machine, the generated class is compared with the reference transcribed from CloudStack's
-source (`shared/reference/cloudstack/<Machine>.json`, beside the repository): the same states,
+source (`tests/data/cloudstack/<Machine>.json`, provenance in its README): the same states,
 events and initial state, and, for every (state, event) pair, the same answer: the reference's
 target, or `InvalidTransition` with nothing changed. Impact.USAGE must be the tag `usage`.
 
@@ -25,13 +25,7 @@ import pytest
 from fsmc.runtime import InvalidTransition
 
 REPO = Path(__file__).resolve().parents[1]
-# The repository sits at /work/main with shared/ at /work/shared; in CI a copy of shared/ sits
-# beside the clone. Either way it is two levels above this file.
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cloudstack"
-
-if not REFERENCE.is_dir():
-    pytest.skip(f"CloudStack reference not found at {REFERENCE}: shared/ must sit beside the "
-                "repository checkout", allow_module_level=True)
+REFERENCE = REPO / "tests" / "data" / "cloudstack"
 
 # Machine name -> module generated from specs/<module>.fsm.
 MODULES = {
@@ -105,6 +99,18 @@ def _rows() -> list[Any]:
 
 
 machines = pytest.mark.parametrize("machine", list(MODULES))
+
+
+def test_every_reference_names_its_source_and_commit() -> None:
+    """The tables are test data of this repository (a fresh clone runs every case above); each
+    names the CloudStack file and commit it was transcribed from."""
+    files = sorted(REFERENCE.glob("*.json"))
+    assert [path.stem for path in files] == sorted(MODULES)
+    for path in files:
+        reference = json.loads(path.read_text(encoding="utf-8"))
+        assert reference["source"].endswith(".java"), path
+        assert len(reference["commit"]) == 40 and int(reference["commit"], 16) >= 0, path
+        assert reference["commit"] in (REFERENCE / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("machine", "state", "event", "target"), _pairs())
