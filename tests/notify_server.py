@@ -74,6 +74,7 @@ class Reader:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
     status: int | None = None
+    error: str | None = None  # why the stream ended early, when an HTTP error ended it
     connected: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -111,8 +112,8 @@ class Reader:
                         else:
                             self.notices.append((kind, data))
                         kind, ident, data = "message", "", ""
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as error:
+            self.error = f"{type(error).__name__}: {error}"
         finally:
             self.connected.set()
             self.done.set()
@@ -122,4 +123,6 @@ class Reader:
         while len(self.events) < count and time.monotonic() < deadline and \
                 not self.done.is_set():
             time.sleep(0.01)
+        assert len(self.events) >= count or self.error is None, \
+            f"the stream ended after {len(self.events)} of {count} events: {self.error}"
         return list(self.events)
