@@ -4,6 +4,7 @@ kept as expected failures, and the proofs against a reference on random specs.""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 from pathlib import Path
@@ -201,7 +202,7 @@ def _assertions(spec: RandomSpec, picks: list[tuple[int, int, int]]) -> str:
 def _walks(machine: Machine, trace: tuple[Step, ...]) -> bool:
     edges = {(t.source.text, t.event.text, t.target.text) for t in machine.transitions}
     return all((here.state, here.event, there.state) in edges
-               for here, there in zip(trace, trace[1:], strict=False)) and \
+               for here, there in itertools.pairwise(trace)) and \
         trace[-1].event is None
 
 
