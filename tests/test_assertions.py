@@ -266,3 +266,47 @@ def test_verdicts_match_reference_and_counterexamples_are_paths(
             if a.kind is AssertionKind.LEADS_TO:
                 assert all(step.state != (a.target.text if a.target else "")
                            for step in verdict.trace)
+
+
+REFUTED_ONLY = """machine M {
+    initial A
+    states B, C
+    A -> B : Go
+    B -> C : On
+    C -> A : Back
+    A -> A : Spin
+    assert never B -> A
+}
+"""
+
+
+def test_render_highlights_the_counterexample(tmp_path: Path) -> None:
+    spec = tmp_path / "m.fsm"
+    spec.write_text(REFUTED_ONLY, encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["render", str(spec), "--format", "dot"], stdout=out, stderr=err)
+    assert code == 1  # drawn, but the spec has an error: the refutation, on stderr
+    assert "error[E403]" in err.getvalue() and "error" not in out.getvalue()
+    dot = out.getvalue()
+    path_colour = "#c2255c"
+    marked = [line for line in dot.splitlines() if path_colour in line]
+    # B -> C and C -> A are on the path, A -> B is not; the states B, C, A are marked.
+    assert any(line.strip().startswith("B -> C") for line in marked), marked
+    assert any(line.strip().startswith("C -> A") for line in marked), marked
+    assert not any(line.strip().startswith("A -> B") for line in marked), marked
+    assert {line.split()[0] for line in marked if "[label=" in line.split(" ", 1)[0] + " "
+            or line.split()[1].startswith("[")} == {"A", "B", "C"}
+    # The self-loop A --Spin--> A is not on the path: its row keeps the plain colour.
+    assert '#24313d">↻ Spin' in dot
+
+
+def test_review_lists_assertions_and_draws_each_refutation(tmp_path: Path) -> None:
+    code, _ = run("review", str(ROOT / "specs"), "-o", str(tmp_path / "site"))
+    assert code == 0
+    page = (tmp_path / "site" / "volume.Volume.html").read_text("utf-8")
+    assert "<code>assert never Expunged -&gt; Ready [refuted]</code>" in page
+    assert "Expunged --RestoreRequested--&gt; Restoring --RestoreSucceeded--&gt; Ready" in page
+    assert page.count('class="badge verdict">proved<') == 5
+    assert page.count('class="badge verdict">expected failure<') == 3
+    drawn = (tmp_path / "site" / "volume.Volume.assert-L142.dot").read_text("utf-8")
+    assert "#c2255c" in drawn

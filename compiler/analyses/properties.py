@@ -19,6 +19,10 @@ from fsmc.dsl.model import Assertion, AssertionKind, Machine, Name, Transition
 from .declarations import did_you_mean
 from .reachability import TransitionGraph, cyclic_states, path_to, shortest_cycle
 
+# The codes of refuted assertions: the spec itself is sound, so its diagram can still be drawn
+# (with the counterexamples highlighted).
+REFUTATION_CODES = frozenset({"E401", "E402", "E403", "E404", "E405", "E406", "E413"})
+
 
 @dataclass(frozen=True)
 class Verdict:
