@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import msgspec
 from fsmc.dsl.model import Machine
 
 UNREADABLE = "unreadable"
@@ -36,6 +38,21 @@ UNKNOWN_MACHINE = "unknown-machine"
 UNKNOWN_STATE = "unknown-state"
 UNKNOWN_EVENT = "unknown-event"
 KINDS = (NON_CONFORMING, GAP, UNKNOWN_MACHINE, UNKNOWN_STATE, UNKNOWN_EVENT, UNREADABLE)
+
+
+class _AuditLine(msgspec.Struct):
+    """The fields replay reads from an audit-trail line; msgspec checks the whole line is JSON
+    and skips the rest (about five times faster than `json.loads` building every dict).
+    Any other line (other formats, wrong types, broken JSON) goes through `json.loads`."""
+
+    machine: str | None = None
+    resource_id: Any = None
+    event: str | None = None
+    old_state: str | None = None
+    new_state: str | None = None
+
+
+_decode_audit = msgspec.json.Decoder(_AuditLine).decode
 
 
 @dataclass(frozen=True)
@@ -126,9 +143,20 @@ class Replayer:
     def feed(self, path: str, lines: Iterable[str]) -> None:
         self.report.files += 1
         loads = json.loads
+        decode = _decode_audit
+        error_type = msgspec.DecodeError
         step = self.step
         number = 0
         for number, line in enumerate(lines, 1):
+            try:
+                audit = decode(line)
+            except error_type:
+                pass
+            else:
+                if audit.machine is not None:
+                    step(path, number, audit.machine, audit.resource_id, audit.event,
+                         audit.old_state, audit.new_state)
+                    continue
             if not line or line.isspace():
                 continue
             try:
@@ -203,22 +231,21 @@ class Replayer:
         report.events += 1
         if resource is None:
             resource = self.resources[key] = _Resource(old)
-        where = f"{path}:{number}"
         if old not in table.states or new not in table.states:
             unknown = old if old not in table.states else new
-            self.problem(UNKNOWN_STATE, where, machine, key[1],
+            self.problem(UNKNOWN_STATE, f"{path}:{number}", machine, key[1],
                          f"state `{unknown}` is not a state of `{machine}`")
             resource.conforms = False
             resource.state, resource.last = new, (old, new)
             return
         if event is not None and event not in table.events:
-            self.problem(UNKNOWN_EVENT, where, machine, key[1],
+            self.problem(UNKNOWN_EVENT, f"{path}:{number}", machine, key[1],
                          f"event `{event}` is not an event of `{machine}`")
             resource.conforms = False
             resource.state, resource.last = new, (old, new)
             return
         if resource.state != old:
-            self.problem(GAP, where, machine, key[1],
+            self.problem(GAP, f"{path}:{number}", machine, key[1],
                          f"old state `{old}`, but the previous event left it in "
                          f"`{resource.state}`", resource.state)
             resource.conforms = False
@@ -229,7 +256,7 @@ class Replayer:
             if not resource.reported:
                 resource.reported = True
                 shown = f"--{event}-->" if event is not None else "->"
-                self.problem(NON_CONFORMING, where, machine, key[1],
+                self.problem(NON_CONFORMING, f"{path}:{number}", machine, key[1],
                              f"`{old} {shown} {new}` is not a transition of `{machine}`",
                              old, table.allowed.get(old, ()))
             resource.conforms = False
