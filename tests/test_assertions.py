@@ -310,3 +310,21 @@ def test_review_lists_assertions_and_draws_each_refutation(tmp_path: Path) -> No
     assert page.count('class="badge verdict">expected failure<') == 3
     drawn = (tmp_path / "site" / "volume.Volume.assert-L142.dot").read_text("utf-8")
     assert "#c2255c" in drawn
+
+
+def test_verification_doc_shows_real_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/verification.md quotes `fsmc check vm.fsm` and `fsmc paths guards.fsm` as they are."""
+    doc = (ROOT / "docs" / "verification.md").read_text("utf-8")
+    monkeypatch.chdir(CASES)
+    code, out = run("check", "--color", "never", "vm.fsm")
+    assert code == 1
+    assert out in doc
+    assert (CASES / "vm.fsm").read_text("utf-8") in doc
+    monkeypatch.chdir(ROOT)
+    code, out = run("paths", "tests/cases/golden/guards.fsm")
+    assert code == 0
+    assert f"$ fsmc paths tests/cases/golden/guards.fsm\n{out}" in doc
+    monkeypatch.chdir(CASES)
+    code, out = run("replay", "audit.jsonl", "cloudstack.jsonl", "--specs", str(ROOT / "specs"))
+    assert code == 1
+    assert f"$ fsmc replay audit.jsonl cloudstack.jsonl --specs specs/\n{out}" in doc

@@ -7,6 +7,7 @@ import argparse
 import os
 from typing import Any, TextIO
 
+from fsmc.compiler.analyses.properties import REFUTATION_CODES
 from fsmc.compiler.project import Project
 from fsmc.compiler.report import render_json, render_text, summary
 from fsmc.dsl.spans import SourceText
@@ -80,3 +81,9 @@ def _reread(path: str) -> SourceText:
     except OSError:
         return SourceText(path, "")
     return SourceText(path, data.decode("utf-8", errors="replace").removeprefix("\ufeff"))
+
+
+def only_refutations(project: Project) -> bool:
+    """Whether the project's errors are all refuted assertions: the specs themselves are
+    sound, so they can still be drawn, planned and replayed against."""
+    return bool(project.specs) and all(d.code in REFUTATION_CODES for d in project.errors())

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from fsmc.compiler.analyses.properties import REFUTATION_CODES, machine_verdicts
+from fsmc.compiler.analyses.properties import machine_verdicts
 from fsmc.compiler.buildplan import display_path
 from fsmc.compiler.diagrams.dot import header, to_dot
 from fsmc.compiler.diagrams.render import FORMATS, render
 from fsmc.compiler.diagrams.view import machine_view
 from fsmc.compiler.project import UsageError, check
 
-from .common import positive_int, report
+from .common import only_refutations, positive_int, report
 
 HELP = """\
 Draw the state diagram of one spec file: states (the initial one and entry states marked by an
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"{args.spec}: render takes one spec file, not a directory")
     fmt = output_format(args.diagram_format, args.output)
     project = check([args.spec], strict=args.strict)
-    refuted = bool(project.specs) and all(d.code in REFUTATION_CODES for d in project.errors())
+    refuted = only_refutations(project)
     if not project.ok:
         report(project, args, err if refuted else out)
         if not refuted:

@@ -6,12 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
-from fsmc.compiler.analyses.properties import REFUTATION_CODES
 from fsmc.compiler.diagrams.render import dot_available, render
 from fsmc.compiler.diagrams.review import site_files
 from fsmc.compiler.project import check
 
-from .common import add_check_options, report
+from .common import add_check_options, only_refutations, report
 
 HELP = """\
 Check specs and, when there is no error, write a static site into SITE (default site/):
@@ -52,7 +51,7 @@ def _svg(dot: str) -> bytes:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     project = check(args.paths, strict=args.strict)
     report(project, args, out)
-    refuted = bool(project.specs) and all(d.code in REFUTATION_CODES for d in project.errors())
+    refuted = only_refutations(project)
     if not project.ok and not refuted:
         err.write("fsmc: nothing written: fix the errors above first\n")
         return 1
