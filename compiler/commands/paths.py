@@ -13,7 +13,7 @@ from fsmc.compiler.paths import plan
 from fsmc.compiler.pathtests import plan_text, plans_json, pytest_module
 from fsmc.compiler.project import UsageError, check
 
-from .common import only_refutations, report
+from .common import chosen_machines, usable
 
 HELP = """\
 Plan a small set of event sequences that, from the initial state and the entry states,
@@ -59,17 +59,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if Path(args.spec).is_dir():
         raise UsageError(f"{args.spec}: paths takes one spec file, not a directory")
     project = check([args.spec])
-    if not project.ok and only_refutations(project):
-        report(project, args, err)  # refuted assertions: the spec itself is sound
-    elif not project.ok:
-        report(project, args, out)
-        err.write("fsmc: no paths: fix the errors above first\n")
+    if not usable(project, args, out, err, "no paths: fix the errors above first"):
         return 1
     spec = project.specs[0]
-    machines = [m for m in spec.machines if args.machine in (None, m.name.text)]
-    if not machines:
-        names = ", ".join(m.name.text for m in spec.machines) or "none"
-        raise UsageError(f"{args.spec}: no machine named {args.machine} (machines: {names})")
+    machines = chosen_machines(project, args.spec, args.machine)
     plans = [(machine, plan(machine)) for machine in machines]
     if args.paths_format == "text":
         text = "\n".join(plan_text(p) for _, p in plans) + "\n"

@@ -14,7 +14,7 @@ from fsmc.compiler.diagrams.render import FORMATS, render
 from fsmc.compiler.diagrams.view import machine_view
 from fsmc.compiler.project import UsageError, check
 
-from .common import only_refutations, positive_int, report
+from .common import chosen_machines, positive_int, usable
 
 HELP = """\
 Draw the state diagram of one spec file: states (the initial one and entry states marked by an
@@ -71,17 +71,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"{args.spec}: render takes one spec file, not a directory")
     fmt = output_format(args.diagram_format, args.output)
     project = check([args.spec], strict=args.strict)
-    refuted = only_refutations(project)
-    if not project.ok:
-        report(project, args, err if refuted else out)
-        if not refuted:
-            err.write("fsmc: nothing drawn: fix the errors above first\n")
-            return 1
+    if not usable(project, args, out, err, "nothing drawn: fix the errors above first"):
+        return 1
     spec = project.specs[0]
-    machines = [m for m in spec.machines if args.machine in (None, m.name.text)]
-    if not machines:
-        names = ", ".join(m.name.text for m in spec.machines) or "none"
-        raise UsageError(f"{args.spec}: no machine named {args.machine} (machines: {names})")
+    machines = chosen_machines(project, args.spec, args.machine)
     traces = {m.name.text: [v.trace for v in machine_verdicts(m)
                             if v.trace and v.assertion.line == args.assertion]
               for m in machines}

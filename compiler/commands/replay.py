@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from fsmc.compiler.project import UsageError, check
 from fsmc.compiler.replay import replay_files, report_json, report_lines
 
-from .common import only_refutations, positive_int, report
+from .common import positive_int, usable
 
 HELP = """\
 Replay event logs against the machines of the specs in DIR: fsmc's audit trail (JSON Lines),
@@ -49,11 +49,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not Path(log).is_file():
             raise UsageError(f"{log}: no such file")
     project = check([args.specs])
-    if not project.ok and only_refutations(project):
-        report(project, args, err)  # refuted assertions: the spec itself is sound
-    elif not project.ok:
-        report(project, args, out)
-        err.write("fsmc: nothing replayed: fix the errors in the specs first\n")
+    if not usable(project, args, out, err,
+                  "nothing replayed: fix the errors in the specs first"):
         return 1
     machines = [m for spec in project.specs for m in spec.machines]
     found = replay_files(machines, args.logs, keep=args.keep)

@@ -243,9 +243,9 @@ def path_edges(machine: Machine, traces: Iterable[tuple[Step, ...]]) -> tuple[
         for here, there in itertools.pairwise(trace):
             if here.event is None:
                 continue
-            transition = by_step.get((here.state, here.event, there.state))
-            if transition is not None:
-                source = ANY_ID if transition.via_star else here.state
+            taken = by_step.get((here.state, here.event, there.state))
+            if taken is not None:
+                source = ANY_ID if taken.via_star else here.state
                 edges.add((source, there.state))
     return states, edges
 
