@@ -212,9 +212,11 @@ class Replayer:
     def step(self, path: str, number: int, machine: object, resource_id: object,
              event: object, old: object, new: object, *, dedupe: bool = False) -> None:
         if not isinstance(machine, str) or not isinstance(old, str) or \
-                not isinstance(new, str) or not (event is None or isinstance(event, str)):
+                not isinstance(new, str) or not (event is None or isinstance(event, str)) or \
+                resource_id is None:
             self.problem(UNREADABLE, f"{path}:{number}", None, None,
-                         "machine, old and new state (and event) must be strings")
+                         "machine, old and new state (and event) must be strings, and the "
+                         "resource id present")
             return
         table = self.tables.get(machine)
         report = self.report

@@ -19,7 +19,7 @@ from tests.test_assertions import run
 SPECS = str(ROOT / "specs")
 
 
-def audit(machine: str, rid: str, event: str, old: str, new: str) -> str:
+def audit(machine: str, rid: object, event: str, old: str, new: str) -> str:
     return json.dumps(StateChanged(machine, rid, event, old, new, (), {}).to_dict())
 
 
@@ -107,6 +107,22 @@ def test_planted_violations_of_each_kind(tmp_path: Path) -> None:
     [first, _] = found["problems"]["non-conforming"]
     assert (first["state"], first["resource"]) == ("Running", "vm-1")
     assert "MigrationRequested -> Migrating" in first["allowed"]
+
+
+def test_lines_of_the_wrong_shape_are_unreadable(tmp_path: Path) -> None:
+    log = write(tmp_path / "odd.jsonl", [
+        json.dumps({"machine": 5, "resource_id": "x", "event": "E", "old_state": "A",
+                    "new_state": "B"}),
+        json.dumps({"machine": "Nic", "event": "ReservationRequested",
+                    "old_state": "Allocated", "new_state": "Reserving"}),
+        "[1, 2]", "{\"machine\": \"Nic\"", json.dumps({"hello": "world"}),
+        audit("Nic", 7, "ReservationRequested", "Allocated", "Reserving"),
+    ])
+    code, out = run("replay", log, "--specs", SPECS, "--format", "json")
+    found = json.loads(out)
+    assert code == 1
+    assert found["counts"]["unreadable"] == 5
+    assert found["conforming"] == [{"machine": "Nic", "resource": "7"}]
 
 
 def test_usage_errors(tmp_path: Path) -> None:
