@@ -8,7 +8,8 @@
     python -m bench --amqp          # also run `python -m bench.amqp` (RabbitMQ publisher)
     python -m bench --notify        # also run `python -m bench.notify` (SSE latency, webhooks)
 
-Cases: transition (1), memory (2), bus (3), async (4), compile (5). The table and the target
+Cases: transition (1), memory (2), bus (3), async (4), compile (5), verify (6: assertions,
+test paths, log replay). The table and the target
 verdicts are printed; the exit status is 0 whatever the verdicts (a benchmark reports, it does
 not fail on noise), 1 if a case crashed.
 """
@@ -34,6 +35,7 @@ CASES = {
     "bus": "bench.cases_bus",
     "async": "bench.cases_async",
     "compile": "bench.cases_compile",
+    "verify": "bench.cases_verify",
 }
 
 

@@ -23,3 +23,24 @@ def synthetic_spec(transitions: int, *, name: str = "Synthetic", fan_out: int = 
             count += 1
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def synthetic_assertions(transitions: int, *, fan_out: int = 10) -> str:
+    """One assertion of each form for `synthetic_spec(transitions)`, every one a full pass over
+    the graph (the proved ones search all of it, the refuted ones search until their
+    counterexample, the furthest state for the `from *` and `leads to` forms)."""
+    last = max(2, transitions // fan_out) - 1
+    return "".join(f"    assert {line}\n" for line in (
+        "reachable Done",
+        f"reachable S{last}",
+        "reachable Done from *",
+        f"never Done -> S{last}",
+        f"S{last} only from " + ", ".join(f"S{last - k}" for k in range(1, fan_out + 1)),
+        "E3 only in S0 [refuted]",
+        "S0 leads to Done [refuted]",
+    ))
+
+
+def with_assertions(spec: str, assertions: str) -> str:
+    """`spec` (one machine) with `assertions` added to its block."""
+    return spec[: spec.rstrip().rfind("}")] + assertions + "}\n"

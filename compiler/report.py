@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from fsmc.dsl.diagnostics import Diagnostic, Severity
+from fsmc.dsl.diagnostics import Diagnostic, Severity, trace_text
 from fsmc.dsl.spans import SourceText
 
 _COLOURS = {Severity.ERROR: "\x1b[1;31m", Severity.WARNING: "\x1b[1;33m"}
@@ -39,6 +39,9 @@ def format_text(diagnostic: Diagnostic, severity: Severity, source: SourceText |
         lines.append(gutter + _printable(text))
         caret = " " * (len(gutter) - 2) + "| " + lead + marker
         lines.append(f"{_COLOURS[severity]}{caret}{_RESET}" if colour else caret)
+    if diagnostic.trace:
+        label = f"{_BLUE}counterexample{_RESET}" if colour else "counterexample"
+        lines.append(f"     = {label}: {trace_text(diagnostic.trace)}")
     if diagnostic.hint:
         hint = f"{_BLUE}hint{_RESET}" if colour else "hint"
         lines.append(f"     = {hint}: {diagnostic.hint}")
@@ -71,11 +74,18 @@ def summary(diagnostics: Sequence[Diagnostic], severity: Callable[[Diagnostic], 
 
 
 def to_json(diagnostic: Diagnostic, severity: Severity) -> dict[str, object]:
+    """The contract's nine keys; a refuted assertion adds `counterexample`, its path as a list
+    of `{"state", "event"}` steps (`event` null on the last)."""
     span = diagnostic.span
-    return {"path": span.path, "line": span.line, "column": span.column,
-            "end_line": span.end_line, "end_column": span.end_column,
-            "severity": severity.value, "code": diagnostic.code, "message": diagnostic.message,
-            "hint": diagnostic.hint}
+    found: dict[str, object] = {
+        "path": span.path, "line": span.line, "column": span.column,
+        "end_line": span.end_line, "end_column": span.end_column,
+        "severity": severity.value, "code": diagnostic.code, "message": diagnostic.message,
+        "hint": diagnostic.hint}
+    if diagnostic.trace is not None:
+        found["counterexample"] = [{"state": step.state, "event": step.event}
+                                   for step in diagnostic.trace]
+    return found
 
 
 def render_json(diagnostics: Sequence[Diagnostic],

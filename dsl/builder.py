@@ -12,8 +12,19 @@ from collections.abc import Iterator, Sequence
 from lark import Token, Tree
 
 from .diagnostics import Diagnostic, make
-from .lexer import Diverted
-from .model import Action, Guard, Machine, Name, SpecFile, StateDecl, StateKind, Transition
+from .lexer import NAME_TYPES, Diverted, tokenize
+from .model import (
+    Action,
+    Assertion,
+    AssertionKind,
+    Guard,
+    Machine,
+    Name,
+    SpecFile,
+    StateDecl,
+    StateKind,
+    Transition,
+)
 from .spans import SourceText, Span
 from .syntax_examples import KEYWORDS
 
@@ -92,6 +103,7 @@ class _Builder:
         declarations: list[StateDecl] = []
         events: list[Name] | None = None
         raw_transitions: list[list[Token]] = list(diverted)
+        assertions: list[Assertion] = []
         for statement in (c for c in tree.children if isinstance(c, Tree)):
             kind = statement.data
             if kind in _DECLARATION_KINDS:
@@ -101,6 +113,10 @@ class _Builder:
                                     for t in _tokens(statement)[1:])
             elif kind == "events":
                 events = (events or []) + [self.name(t) for t in _tokens(statement)[1:]]
+            elif kind == "assertion":
+                assertion = self.assertion(_tokens(statement))
+                if assertion is not None:
+                    assertions.append(assertion)
             else:
                 raw_transitions.append(_flatten(statement))
         # Diverted and parsed transitions back in file order (the order guards are tried in).
@@ -110,7 +126,7 @@ class _Builder:
         transitions = tuple(t for raw in raw_transitions for t in self.transition(raw, non_final))
         return Machine(name, doc, tuple(declarations), transitions,
                        None if events is None else tuple(events),
-                       self.span(tokens[0]).to(self.span(tokens[-1])))
+                       self.span(tokens[0]).to(self.span(tokens[-1])), tuple(assertions))
 
     def declaration(self, tree: Tree[Token], kind: StateKind) -> StateDecl:
         tokens = [c for c in tree.children if isinstance(c, Token)]
@@ -164,11 +180,147 @@ class _Builder:
                 action = Action(name, keyword)
         return guard, action, tags
 
+    def assertion(self, parsed: list[Token]) -> Assertion | None:
+        """`assert FORM`, its words read from the statement's own tokens (commas included);
+        a malformed form is E410 at the first token that does not fit, and None."""
+        first, last = parsed[0], parsed[-1]
+        tokens = list(tokenize(self.source.text, first.start_pos or 0, last.end_pos))
+        statement = self.span(first).to(self.span(tokens[-1]))
+        reader = _FormReader(self, tokens[1:], self.span(tokens[-1]))
+        try:
+            return reader.read(statement, self.span(first))
+        except _Malformed as error:
+            self.diagnostics.append(make("E410", error.span, error.message, error.hint))
+            return None
+
     def _second(self, what: str, keyword: Span, first: Span) -> Diagnostic:
         return make("E006", keyword,
                     f"a transition has at most one {what}; the first is at column {first.column}",
                     "combine the conditions in one predicate" if what == "guard"
                     else "combine the work in one action")
+
+
+_FORMS_HINT = ("the forms are `reachable S`, `reachable S from A, B` (or `from *`), "
+               "`never A -> B`, `S only from A, B`, `Event only in A, B` and `A leads to B`, "
+               "each optionally followed by `[refuted]`")
+
+
+class _Malformed(Exception):
+    def __init__(self, span: Span, message: str, hint: str | None = _FORMS_HINT) -> None:
+        super().__init__(message)
+        self.span, self.message, self.hint = span, message, hint
+
+
+class _FormReader:
+    """The words after `assert`, read left to right."""
+
+    def __init__(self, builder: _Builder, tokens: list[Token], last: Span) -> None:
+        self.builder = builder
+        self.tokens = tokens
+        self.index = 0
+        self.end = Span(last.path, last.end_line, last.end_column, last.end_line,
+                        last.end_column)
+
+    def peek(self, offset: int = 0) -> Token | None:
+        index = self.index + offset
+        return self.tokens[index] if index < len(self.tokens) else None
+
+    def word(self, offset: int = 0) -> str | None:
+        token = self.peek(offset)
+        return token.value if token is not None and token.type in NAME_TYPES else None
+
+    def fail(self, expected: str) -> _Malformed:
+        token = self.peek()
+        if token is None:
+            return _Malformed(self.end, f"malformed assertion: expected {expected}, found the "
+                                        "end of the line")
+        return _Malformed(self.builder.span(token),
+                          f"malformed assertion: expected {expected}, found `{token.value}`")
+
+    def name(self, what: str) -> Name:
+        token = self.peek()
+        if token is None or token.type not in NAME_TYPES:
+            raise self.fail(what)
+        self.index += 1
+        return self.builder.name(token)
+
+    def keyword(self, word: str) -> None:
+        if self.word() != word:
+            raise self.fail(f"`{word}`")
+        self.index += 1
+
+    def names(self, what: str, *, star: bool = False) -> tuple[tuple[Name, ...], bool]:
+        token = self.peek()
+        if star and token is not None and token.type == "STAR":
+            self.index += 1
+            return (), True
+        listed = [self.name(what)]
+        while (token := self.peek()) is not None and token.type == "_COMMA":
+            self.index += 1
+            listed.append(self.name(what))
+        return tuple(listed), False
+
+    def read(self, statement: Span, keyword: Span) -> Assertion:
+        kind, subject, target = AssertionKind.REACHABLE, None, None
+        names: tuple[Name, ...] = ()
+        from_any = False
+        if self.word(1) == "only":
+            subject = self.name("a name")
+            self.index += 1
+            scope = self.word()
+            if scope not in ("from", "in"):
+                raise self.fail("`from` (the states allowed to enter it) or `in` (the states "
+                                "an event may be fired in) after `only`")
+            self.index += 1
+            kind = AssertionKind.ONLY_FROM if scope == "from" else AssertionKind.ONLY_IN
+            names, _ = self.names("a comma-separated list of state names")
+        elif self.word(1) == "leads":
+            kind = AssertionKind.LEADS_TO
+            subject = self.name("a state name")
+            self.index += 1
+            self.keyword("to")
+            target = self.name("the state name after `leads to`")
+        elif self.word() == "never":
+            kind = AssertionKind.NEVER
+            self.index += 1
+            subject = self.name("the state name after `never`")
+            token = self.peek()
+            if token is None or token.type != "ARROW":
+                raise self.fail("`->` after the first state of `never A -> B`")
+            self.index += 1
+            target = self.name("the state name after `->`")
+        elif self.word() == "reachable":
+            self.index += 1
+            subject = self.name("the state name after `reachable`")
+            if self.word() == "from":
+                self.index += 1
+                kind = AssertionKind.REACHABLE_FROM
+                names, from_any = self.names("a comma-separated list of state names, or `*`",
+                                             star=True)
+        else:
+            raise self.fail("`reachable`, `never`, `S only from`, `Event only in` or "
+                            "`A leads to`")
+        expect_refuted = self.refuted_marker()
+        return Assertion(kind, subject, target, names, from_any, expect_refuted, statement,
+                         keyword)
+
+    def refuted_marker(self) -> bool:
+        token = self.peek()
+        if token is None:
+            return False
+        if token.type != "LSQB":
+            raise self.fail("the end of the line (or `[refuted]`)")
+        self.index += 1
+        if self.word() != "refuted":
+            raise self.fail("`refuted` (an expected failure is written `[refuted]`)")
+        self.index += 1
+        token = self.peek()
+        if token is None or token.type != "RSQB":
+            raise self.fail("`]` after `[refuted`")
+        self.index += 1
+        if self.peek() is not None:
+            raise self.fail("the end of the line after `[refuted]`")
+        return True
 
 
 def _tokens(tree: Tree[Token]) -> list[Token]:

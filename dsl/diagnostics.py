@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import NamedTuple
 
 from .spans import Span
 
@@ -48,15 +49,24 @@ def code(code_id: str) -> Code:
     return code_table()[code_id]
 
 
+class Step(NamedTuple):
+    """One step of a counterexample: a state, and the event fired from it (None on the last)."""
+
+    state: str
+    event: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One finding. `hint` is an optional suggestion shown on its own line."""
+    """One finding. `hint` is an optional suggestion shown on its own line; `trace` is the
+    counterexample of a refuted assertion (a path of the graph), None for other findings."""
 
     span: Span
     code: str
     message: str
     hint: str | None = None
     severity: Severity | None = None
+    trace: tuple[Step, ...] | None = None
 
     @property
     def level(self) -> Severity:
@@ -71,10 +81,21 @@ class Diagnostic:
         return (self.span.path, self.span.line, self.span.column, self.code, self.message)
 
 
-def make(code_id: str, span: Span, message: str, hint: str | None = None) -> Diagnostic:
+def make(code_id: str, span: Span, message: str, hint: str | None = None, *,
+         trace: tuple[Step, ...] | None = None) -> Diagnostic:
     """Create a diagnostic, checking that its code exists."""
     code(code_id)
-    return Diagnostic(span, code_id, message, hint)
+    return Diagnostic(span, code_id, message, hint, trace=trace)
+
+
+def trace_text(trace: tuple[Step, ...]) -> str:
+    """`Destroyed --RecoverRequested--> Stopped --StartRequested--> Starting`."""
+    parts: list[str] = []
+    for step in trace:
+        parts.append(step.state)
+        if step.event is not None:
+            parts.append(f"--{step.event}-->")
+    return " ".join(parts)
 
 
 def sorted_diagnostics(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

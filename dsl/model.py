@@ -81,10 +81,59 @@ class Transition:
         return tuple(tag.text for tag in self.tags)
 
 
+class AssertionKind(enum.Enum):
+    """The forms of `assert`, by the words that follow it."""
+
+    REACHABLE = "reachable"  # assert reachable S
+    REACHABLE_FROM = "reachable from"  # assert reachable S from A, B   (or `from *`)
+    NEVER = "never"  # assert never A -> B
+    ONLY_FROM = "only from"  # assert S only from A, B
+    ONLY_IN = "only in"  # assert E only in A, B        (E an event)
+    LEADS_TO = "leads to"  # assert A leads to B
+
+
+@dataclass(frozen=True, slots=True)
+class Assertion:
+    """One `assert` statement. `subject` is the state (the event, for `only in`) the form is
+    about: S of `reachable S`, A of `never A -> B` and `A leads to B`; `target` is B of those
+    two; `names` the list after `from`/`in` (empty for `from *`, which sets `from_any`).
+    `expect_refuted` marks a documented expected failure (`[refuted]`): the check then proves
+    that it does not hold. `span` covers the statement, `keyword` the `assert`."""
+
+    kind: AssertionKind
+    subject: Name
+    target: Name | None = None
+    names: tuple[Name, ...] = ()
+    from_any: bool = False
+    expect_refuted: bool = False
+    span: Span | None = None
+    keyword: Span | None = None
+
+    @property
+    def line(self) -> int:
+        return self.subject.span.line
+
+    @property
+    def text(self) -> str:
+        """The assertion as written, canonically (`never A -> B`, `S only from A, B`)."""
+        listed = "*" if self.from_any else ", ".join(name.text for name in self.names)
+        subject, target = self.subject.text, self.target.text if self.target else ""
+        form = {
+            AssertionKind.REACHABLE: f"reachable {subject}",
+            AssertionKind.REACHABLE_FROM: f"reachable {subject} from {listed}",
+            AssertionKind.NEVER: f"never {subject} -> {target}",
+            AssertionKind.ONLY_FROM: f"{subject} only from {listed}",
+            AssertionKind.ONLY_IN: f"{subject} only in {listed}",
+            AssertionKind.LEADS_TO: f"{subject} leads to {target}",
+        }[self.kind]
+        return form + (" [refuted]" if self.expect_refuted else "")
+
+
 @dataclass(frozen=True, slots=True)
 class Machine:
     """A `machine` block. `declarations` keeps every state declaration in file order,
-    duplicates included; `events` is None when the machine declares no events."""
+    duplicates included; `events` is None when the machine declares no events; `assertions`
+    are its `assert` statements in file order."""
 
     name: Name
     doc: str | None
@@ -92,6 +141,7 @@ class Machine:
     transitions: tuple[Transition, ...]
     events: tuple[Name, ...] | None = None
     span: Span | None = None
+    assertions: tuple[Assertion, ...] = ()
 
     @property
     def states(self) -> tuple[StateDecl, ...]:

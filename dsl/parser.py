@@ -26,7 +26,7 @@ _TOKEN_WORDS = {
     "ARROW": "`->`", "COLON": "`:`", "STAR": "`*`", "LSQB": "`[`", "RSQB": "`]`", "_COMMA": "`,`",
     "_LBRACE": "`{`", "_RBRACE": "`}`", "MACHINE": "`machine`", "INITIAL": "`initial`",
     "ENTRY": "`entry`", "FINAL": "`final`", "STATE": "`state`", "STATES": "`states`",
-    "EVENTS": "`events`", "IF": "`if`", "UNLESS": "`unless`", "DO": "`do`",
+    "EVENTS": "`events`", "IF": "`if`", "UNLESS": "`unless`", "DO": "`do`", "ASSERT": "`assert`",
 }
 
 

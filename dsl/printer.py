@@ -32,6 +32,7 @@ def print_machine(machine: Machine) -> str:
     if machine.events is not None:
         lines.append(f"    events {', '.join(e.text for e in machine.events)}")
     lines.extend(f"    {print_transition(t)}" for t in machine.transitions)
+    lines.extend(f"    assert {assertion.text}" for assertion in machine.assertions)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

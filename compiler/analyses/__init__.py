@@ -32,6 +32,17 @@ from .graph import (
     unreachable_states,
     unused_states,
 )
+from .properties import (
+    assertion_names,
+    expected_refutations,
+    leads_to_assertions,
+    never_assertions,
+    only_from_assertions,
+    only_in_assertions,
+    reachable_assertions,
+    reachable_from_assertions,
+    trivial_assertions,
+)
 
 MachineRule = Callable[[Machine], Iterable[Diagnostic]]
 
@@ -48,11 +59,25 @@ MACHINE_RULES: tuple[MachineRule, ...] = (
     cannot_reach_final,
     unused_states,
     inconsistent_hooks,
+    assertion_names,
+    trivial_assertions,
+    reachable_assertions,
+    reachable_from_assertions,
+    never_assertions,
+    only_from_assertions,
+    only_in_assertions,
+    leads_to_assertions,
+    expected_refutations,
 )
 
+# The assertion rules that prove or refute over the graph.
+_ASSERTION_RULES = frozenset({
+    reachable_assertions, reachable_from_assertions, never_assertions, only_from_assertions,
+    only_in_assertions, leads_to_assertions, expected_refutations})
 
 # Judging reachability through a misspelt name only adds noise to the real error.
-_GRAPH_RULES = frozenset({unreachable_states, cannot_reach_final, unused_states})
+_GRAPH_RULES = frozenset({unreachable_states, cannot_reach_final, unused_states,
+                          *_ASSERTION_RULES})
 
 
 def analyse_machine(machine: Machine) -> list[Diagnostic]:

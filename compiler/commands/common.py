@@ -7,8 +7,10 @@ import argparse
 import os
 from typing import Any, TextIO
 
-from fsmc.compiler.project import Project
+from fsmc.compiler.analyses.properties import REFUTATION_CODES
+from fsmc.compiler.project import Project, UsageError
 from fsmc.compiler.report import render_json, render_text, summary
+from fsmc.dsl.model import Machine
 from fsmc.dsl.spans import SourceText
 
 
@@ -80,3 +82,35 @@ def _reread(path: str) -> SourceText:
     except OSError:
         return SourceText(path, "")
     return SourceText(path, data.decode("utf-8", errors="replace").removeprefix("\ufeff"))
+
+
+def only_refutations(project: Project) -> bool:
+    """Whether the project's errors are all refuted assertions: the specs themselves are
+    sound, so they can still be drawn, planned and replayed against."""
+    return bool(project.specs) and all(d.code in REFUTATION_CODES for d in project.errors())
+
+
+def usable(project: Project, args: argparse.Namespace, out: TextIO, err: TextIO,
+           refusal: str) -> bool:
+    """Report the project's diagnostics; whether a command may go on with its specs: they
+    have no errors, or only refuted assertions (reported on `err`, so that `out` carries the
+    command's own output). Otherwise says `fsmc: <refusal>` on `err`."""
+    if project.ok:
+        return True
+    if only_refutations(project):
+        report(project, args, err)
+        return True
+    report(project, args, out)
+    err.write(f"fsmc: {refusal}\n")
+    return False
+
+
+def chosen_machines(project: Project, spec_path: str, machine: str | None) -> list[Machine]:
+    """The machines of the project's one spec, or the one named `machine` (else a usage
+    error listing them)."""
+    spec = project.specs[0]
+    machines = [m for m in spec.machines if machine in (None, m.name.text)]
+    if not machines:
+        names = ", ".join(m.name.text for m in spec.machines) or "none"
+        raise UsageError(f"{spec_path}: no machine named {machine} (machines: {names})")
+    return machines

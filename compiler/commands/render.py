@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from fsmc.compiler.analyses.properties import machine_verdicts
 from fsmc.compiler.buildplan import display_path
 from fsmc.compiler.diagrams.dot import header, to_dot
 from fsmc.compiler.diagrams.render import FORMATS, render
 from fsmc.compiler.diagrams.view import machine_view
 from fsmc.compiler.project import UsageError, check
 
-from .common import report
+from .common import chosen_machines, positive_int, usable
 
 HELP = """\
 Draw the state diagram of one spec file: states (the initial one and entry states marked by an
@@ -21,17 +22,20 @@ arrow from a dot, finals double-bordered), one arrow per pair of states listing 
 transitions, self-transitions inside their state, `*` transitions from one "any non-final
 state" box, and the checker's warnings (unreachable or unused states greyed, dead ends
 highlighted). A file with several machines gives one diagram with a box per machine, unless
---machine picks one.
+--machine picks one. The counterexamples of refuted assertions are highlighted (the spec is
+drawn even then: those are its only errors, printed on standard error), and --assertion LINE
+highlights the counterexample of the assertion on that line, proved `[refuted]` ones included.
 
 The format defaults to the suffix of FILE, else svg; without -o the diagram goes to standard
 output. svg and png need Graphviz's `dot`; dot does not.
-Exit status: 0 when drawn, 1 when the spec has errors, 2 on usage errors (and when `dot` is
-needed but not installed).
+Exit status: 0 when drawn, 1 when the spec has errors (drawn anyway when they are refuted
+assertions), 2 on usage errors (and when `dot` is needed but not installed).
 
 examples:
   fsmc render specs/volume.fsm -o volume.svg
   fsmc render specs/volume.fsm --format dot | less
   fsmc render specs/two.fsm --machine Door -o door.png
+  fsmc render specs/volume.fsm --assertion 142 -o finding.svg
 """
 
 
@@ -46,6 +50,8 @@ def add_parser(subparsers: Any) -> None:
                         help="write here instead of to standard output")
     parser.add_argument("--machine", metavar="NAME", default=None,
                         help="draw only this machine of the file")
+    parser.add_argument("--assertion", metavar="LINE", type=positive_int, default=None,
+                        help="highlight the counterexample of the assertion on this line")
     # --format names the diagram's format here, so diagnostics (errors only) are always text.
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
@@ -65,20 +71,21 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"{args.spec}: render takes one spec file, not a directory")
     fmt = output_format(args.diagram_format, args.output)
     project = check([args.spec], strict=args.strict)
-    if not project.ok:
-        report(project, args, out)
-        err.write("fsmc: nothing drawn: fix the errors above first\n")
+    if not usable(project, args, out, err, "nothing drawn: fix the errors above first"):
         return 1
     spec = project.specs[0]
-    machines = [m for m in spec.machines if args.machine in (None, m.name.text)]
-    if not machines:
-        names = ", ".join(m.name.text for m in spec.machines) or "none"
-        raise UsageError(f"{args.spec}: no machine named {args.machine} (machines: {names})")
-    views = [machine_view(m, project.diagnostics) for m in machines]
+    machines = chosen_machines(project, args.spec, args.machine)
+    traces = {m.name.text: [v.trace for v in machine_verdicts(m)
+                            if v.trace and v.assertion.line == args.assertion]
+              for m in machines}
+    if args.assertion is not None and not any(traces.values()):
+        raise UsageError(f"{args.spec}: no refuted assertion on line {args.assertion}")
+    views = [machine_view(m, project.diagnostics, traces=traces[m.name.text])
+             for m in machines]
     data = render(to_dot(views, comment=header(display_path(spec.path, Path.cwd()))), fmt)
     if args.output is not None:
         Path(args.output).write_bytes(data)
-        return 0
+        return 0 if project.ok else 1
     if fmt == "png":
         if out.isatty():
             raise UsageError("refusing to write PNG to a terminal; use -o FILE")
@@ -87,4 +94,4 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         binary.flush()
         return 0
     out.write(data.decode("utf-8"))
-    return 0
+    return 0 if project.ok else 1

@@ -10,7 +10,7 @@ from fsmc.compiler.diagrams.render import dot_available, render
 from fsmc.compiler.diagrams.review import site_files
 from fsmc.compiler.project import check
 
-from .common import add_check_options, report
+from .common import add_check_options, only_refutations, report
 
 HELP = """\
 Check specs and, when there is no error, write a static site into SITE (default site/):
@@ -20,7 +20,11 @@ events, targets, guards, actions and tags, and links to every spec line; each sp
 page with its source. Open SITE/index.html in a browser, or serve the folder.
 
 Without Graphviz's `dot` the site is written without diagrams (one warning).
-Exit status: 0 when written, 1 when a spec has errors (nothing is written), 2 on usage errors.
+Each machine page lists its assertions (proved, refuted or an expected failure) and draws the
+counterexample of each one that does not hold on its own copy of the diagram. A spec whose
+only errors are refuted assertions is still written (exit 1).
+Exit status: 0 when written, 1 when a spec has errors (nothing is written unless they are all
+refuted assertions), 2 on usage errors.
 
 examples:
   fsmc review specs/ -o site/
@@ -47,7 +51,8 @@ def _svg(dot: str) -> bytes:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     project = check(args.paths, strict=args.strict)
     report(project, args, out)
-    if not project.ok:
+    refuted = only_refutations(project)
+    if not project.ok and not refuted:
         err.write("fsmc: nothing written: fix the errors above first\n")
         return 1
     renderer = _svg if dot_available() else None
@@ -64,4 +69,4 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.format == "text":
         err.write(f"fsmc: review site in {out_dir}/ ({len(files)} files); open "
                   f"{out_dir / 'index.html'}\n")
-    return 0
+    return 0 if project.ok else 1

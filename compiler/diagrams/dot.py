@@ -47,6 +47,8 @@ MARK_NODE_STYLE: dict[Mark, dict[str, str]] = {
                    "color": "#c92a2a", "fontcolor": "#c92a2a", "penwidth": "2"},
     Mark.CHANGED: {"fillcolor": "#fff9db", "color": "#e67700", "fontcolor": "#a35200",
                    "penwidth": "2"},
+    Mark.PATH: {"fillcolor": "#ffe3e3", "color": "#c2255c", "fontcolor": "#a61e4d",
+                "penwidth": "2.5"},
 }
 MARK_EDGE_STYLE: dict[Mark, dict[str, str]] = {
     Mark.NONE: {},
@@ -56,6 +58,7 @@ MARK_EDGE_STYLE: dict[Mark, dict[str, str]] = {
     Mark.REMOVED: {"color": "#c92a2a", "fontcolor": "#c92a2a", "style": "dashed",
                    "penwidth": "1.8"},
     Mark.CHANGED: {"color": "#e67700", "fontcolor": "#a35200", "penwidth": "1.8"},
+    Mark.PATH: {"color": "#c2255c", "fontcolor": "#a61e4d", "penwidth": "2.5"},
 }
 ROLE_NODE_STYLE: dict[Role, dict[str, str]] = {
     Role.STATE: {},

@@ -19,10 +19,11 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+from fsmc.compiler.analyses.properties import machine_verdicts
 from fsmc.compiler.buildplan import display_path
 from fsmc.compiler.naming import module_name
 from fsmc.compiler.project import Project
-from fsmc.dsl.diagnostics import Diagnostic, code
+from fsmc.dsl.diagnostics import Diagnostic, code, trace_text
 from fsmc.dsl.model import Machine, SpecFile, StateKind
 from markupsafe import Markup, escape
 
@@ -77,6 +78,21 @@ class StateRow:
 
 
 @dataclass(frozen=True)
+class AssertionRow:
+    """One `assert` of the machine: `status` is proved, refuted or expected failure; a
+    refuted one has its counterexample (text) and a diagram with that path highlighted."""
+
+    text: str
+    line: int
+    href: str
+    status: str
+    reason: str
+    counterexample: str | None
+    svg_file: str | None
+    svg: Markup | None
+
+
+@dataclass(frozen=True)
 class MachinePage:
     name: str
     doc: str | None
@@ -91,6 +107,7 @@ class MachinePage:
     events: tuple[str, ...]
     transition_count: int
     warnings: tuple[WarningRow, ...]
+    assertions: tuple[AssertionRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,13 +228,32 @@ def machine_page(machine: Machine, spec: SpecFile, module: str, diagnostics: Seq
         states.append(StateRow(name, decl.kind.value, decl.doc, decl.name.span.line,
                                line_link.format(decl.name.span.line),
                                _warning_rows(by_state.get(name, ()), source, ""), rows))
+    assertions = []
+    for verdict in machine_verdicts(machine):
+        assertion = verdict.assertion
+        status = "proved" if verdict.holds else (
+            "expected failure" if assertion.expect_refuted else "refuted")
+        svg_file = shown_svg = None
+        if verdict.trace:
+            traced = to_dot([machine_view(machine, own, links=links, traces=[verdict.trace])],
+                            comment=header(shown))
+            name = f"{stem}.assert-L{assertion.line}"
+            files[f"{name}.dot"] = traced.encode("utf-8")
+            drawn = svg(traced) if svg is not None else None
+            if drawn is not None:
+                files[f"{name}.svg"] = drawn
+                svg_file, shown_svg = f"{name}.svg", inline_svg(drawn)
+        assertions.append(AssertionRow(
+            assertion.text, assertion.line, line_link.format(assertion.line), status,
+            verdict.reason, trace_text(verdict.trace) if verdict.trace else None, svg_file,
+            shown_svg))
     page = MachinePage(
         name=machine.name.text, doc=machine.doc, path=shown, page=f"{stem}.html",
         dot_file=f"{stem}.dot", svg_file=f"{stem}.svg" if rendered is not None else None,
         svg=inline_svg(rendered) if rendered is not None else None,
         line=machine.name.span.line, source_page=source, states=tuple(states),
         events=machine.event_names, transition_count=len(machine.transitions),
-        warnings=_warning_rows(own, source, ""))
+        warnings=_warning_rows(own, source, ""), assertions=tuple(assertions))
     return page, files
 
 

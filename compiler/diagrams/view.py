@@ -16,10 +16,11 @@ Edges are grouped for legibility:
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from fsmc.dsl.diagnostics import Diagnostic, code
+from fsmc.dsl.diagnostics import Diagnostic, Step, code
 from fsmc.dsl.model import Machine, StateDecl, StateKind, Transition
 
 # Pseudo-node ids contain parentheses, so no state name (an identifier) can take them.
@@ -49,6 +50,7 @@ class Mark(enum.Enum):
     ADDED = "added"  # diff: only in the new version
     REMOVED = "removed"  # diff: only in the old version
     CHANGED = "changed"  # diff: in both, with another label, kind or doc
+    PATH = "path"  # on the counterexample of a refuted assertion
 
 
 # Checker warnings about a state, and the mark each gives its node.
@@ -226,10 +228,46 @@ def transition_edges(machine: Machine, *,
     return edges, sorted(star_sources, key=lambda name: order.get(name, len(order)))
 
 
+def path_edges(machine: Machine, traces: Iterable[tuple[Step, ...]]) -> tuple[
+        set[str], set[tuple[str, str]]]:
+    """The states and the (source, target) edges of the diagram that counterexamples walk
+    (a `*` transition's edge starts at `ANY_ID`)."""
+    by_step: dict[tuple[str, str, str], Transition] = {}
+    for transition in machine.transitions:
+        by_step.setdefault((transition.source.text, transition.event.text,
+                            transition.target.text), transition)
+    states: set[str] = set()
+    edges: set[tuple[str, str]] = set()
+    for trace in traces:
+        states.update(step.state for step in trace)
+        for here, there in itertools.pairwise(trace):
+            if here.event is None:
+                continue
+            taken = by_step.get((here.state, here.event, there.state))
+            if taken is not None:
+                source = ANY_ID if taken.via_star else here.state
+                edges.add((source, there.state))
+    return states, edges
+
+
+def highlighted(view: MachineView, states: set[str],
+                edges: set[tuple[str, str]]) -> MachineView:
+    """`view` with the given states and edges marked `Mark.PATH`."""
+    nodes = tuple(replace(node, mark=Mark.PATH) if node.role is Role.STATE and node.id in states
+                  else node for node in view.nodes)
+    marked = tuple(replace(edge, mark=Mark.PATH) if (edge.source, edge.target) in edges
+                   else edge for edge in view.edges)
+    return replace(view, nodes=nodes, edges=marked)
+
+
 def machine_view(machine: Machine, diagnostics: Iterable[Diagnostic] = (), *,
-                 links: Links | None = None) -> MachineView:
+                 links: Links | None = None,
+                 traces: Iterable[tuple[Step, ...]] = ()) -> MachineView:
     """The diagram of one machine: start dots, states in declaration order (marked by the
-    checker's warnings about them), the `*` node if needed, and the merged transition edges."""
+    checker's warnings about them), the `*` node if needed, and the merged transition edges.
+    The counterexamples of refuted assertions among `diagnostics` (those of this machine), and
+    the extra `traces`, are highlighted."""
+    diagnostics = list(diagnostics)
     warnings = state_warnings(machine, diagnostics)
     nodes, edges = start_nodes(machine)
     nodes.extend(state_node(decl, warnings.get(decl.name.text, ()), links=links)
@@ -237,4 +275,10 @@ def machine_view(machine: Machine, diagnostics: Iterable[Diagnostic] = (), *,
     transitions, star_sources = transition_edges(machine, links=links)
     if star_sources:
         nodes.append(any_node(star_sources))
-    return MachineView(machine.name.text, machine.doc, tuple(nodes), tuple(edges + transitions))
+    view = MachineView(machine.name.text, machine.doc, tuple(nodes), tuple(edges + transitions))
+    lines = {a.span.line for a in machine.assertions if a.span is not None}
+    walked = [*traces, *(d.trace for d in diagnostics
+                         if d.trace and d.is_error and d.span.line in lines)]
+    if not walked:
+        return view
+    return highlighted(view, *path_edges(machine, walked))
