@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from fsmc.compiler.buildplan import display_path
+from fsmc.compiler.buildplan import display_path, project_root
 from fsmc.compiler.diagrams.dot import header, to_dot
 from fsmc.compiler.diagrams.render import FORMATS, render
 from fsmc.compiler.diagrams.view import machine_view
@@ -75,7 +75,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         names = ", ".join(m.name.text for m in spec.machines) or "none"
         raise UsageError(f"{args.spec}: no machine named {args.machine} (machines: {names})")
     views = [machine_view(m, project.diagnostics) for m in machines]
-    data = render(to_dot(views, comment=header(display_path(spec.path, Path.cwd()))), fmt)
+    # The spec's path as a build would write it: relative to the project of the output file.
+    where = Path(args.output).parent if args.output is not None else Path.cwd()
+    shown = display_path(spec.path, project_root(where))
+    data = render(to_dot(views, comment=header(shown)), fmt)
     if args.output is not None:
         Path(args.output).write_bytes(data)
         return 0

@@ -54,8 +54,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if renderer is None:
         err.write("fsmc: warning: Graphviz `dot` not found: the site has no diagrams; install "
                   "Graphviz (Debian/Ubuntu: `apt-get install graphviz`)\n")
-    files = site_files(project, renderer, title=args.title)
     out_dir = Path(args.out)
+    files = site_files(project, renderer, out_dir, title=args.title)
     for name, data in sorted(files.items()):
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """`fsmc review`: a static HTML site for reviewing specs in a browser.
 
-`site_files(project)` returns every file of the site as bytes (pure, apart from rendering the
-SVGs, which it is given a function for): an index of every machine (doc, counts, warnings), a
+`site_files(project, svg, site)` returns every file of the site as bytes (pure, apart from
+rendering the SVGs, which it is given a function for): an index of every machine (doc, counts, warnings), a
 page per machine (inline SVG diagram whose states link to their row of the state table, the
 table of state → event → target with guards, actions and tags, each linking to its spec line)
 and a page per spec file listing its source with line anchors.
@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
-from fsmc.compiler.buildplan import display_path
+from fsmc.compiler.buildplan import display_path, project_root
 from fsmc.compiler.naming import module_name
 from fsmc.compiler.project import Project
 from fsmc.dsl.diagnostics import Diagnostic, code
@@ -221,10 +221,11 @@ def machine_page(machine: Machine, spec: SpecFile, module: str, diagnostics: Seq
     return page, files
 
 
-def site_files(project: Project, svg: SvgRenderer, *, base: Path | None = None,
+def site_files(project: Project, svg: SvgRenderer, site: Path, *,
                title: str = "fsmc review") -> dict[str, bytes]:
-    """Every file of the review site for a checked project without errors."""
-    root = base or Path.cwd()
+    """Every file of the review site in `site` for a checked project without errors (spec
+    paths are shown relative to the site's project, as `fsmc build` writes them)."""
+    root = project_root(site)
     env = environment()
     files: dict[str, bytes] = {}
     machines: list[MachinePage] = []
