@@ -49,14 +49,24 @@ def code(code_id: str) -> Code:
 
 
 @dataclass(frozen=True, slots=True)
+class Related:
+    """Another place a finding concerns (say, another use of one undeclared name)."""
+
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One finding. `hint` is an optional suggestion shown on its own line."""
+    """One finding. `hint` is an optional suggestion shown on its own line; `related` are the
+    other places it concerns, shown after it."""
 
     span: Span
     code: str
     message: str
     hint: str | None = None
     severity: Severity | None = None
+    related: tuple[Related, ...] = ()
 
     @property
     def level(self) -> Severity:
@@ -71,10 +81,11 @@ class Diagnostic:
         return (self.span.path, self.span.line, self.span.column, self.code, self.message)
 
 
-def make(code_id: str, span: Span, message: str, hint: str | None = None) -> Diagnostic:
+def make(code_id: str, span: Span, message: str, hint: str | None = None,
+         related: tuple[Related, ...] = ()) -> Diagnostic:
     """Create a diagnostic, checking that its code exists."""
     code(code_id)
-    return Diagnostic(span, code_id, message, hint)
+    return Diagnostic(span, code_id, message, hint, related=related)
 
 
 def sorted_diagnostics(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

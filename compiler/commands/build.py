@@ -14,7 +14,7 @@ from fsmc.compiler.buildplan import StaleFile, check_and_emit, stale_files
 from fsmc.compiler.diagrams.render import MISSING_WARNING, build_svgs, orphan_svgs
 from fsmc.compiler.layout import OutputLayout
 
-from .common import add_check_options, report
+from .common import add_check_options, report, warn_empty_directories
 
 HELP = """\
 Check specs and, when there is no error, write one Python module per spec file into OUT
@@ -60,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     layout = OutputLayout(Path(args.out), None if args.diagrams is None else Path(args.diagrams))
     build = check_and_emit(args.paths, layout.out_dir, strict=args.strict)
+    warn_empty_directories(args.paths, err)
     report(build.project, args, out)
     if not build.project.ok:
         err.write("fsmc: nothing written: fix the errors above first\n")

@@ -10,7 +10,7 @@ from fsmc.compiler.diagrams.render import dot_available, render
 from fsmc.compiler.diagrams.review import site_files
 from fsmc.compiler.project import check
 
-from .common import add_check_options, report
+from .common import add_check_options, report, warn_empty_directories
 
 HELP = """\
 Check specs and, when there is no error, write a static site into SITE (default site/):
@@ -46,6 +46,7 @@ def _svg(dot: str) -> bytes:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     project = check(args.paths, strict=args.strict)
+    warn_empty_directories(args.paths, err)
     report(project, args, out)
     if not project.ok:
         err.write("fsmc: nothing written: fix the errors above first\n")

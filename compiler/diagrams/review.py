@@ -1,10 +1,10 @@
 """`fsmc review`: a static HTML site for reviewing specs in a browser.
 
 `site_files(project, svg, site)` returns every file of the site as bytes (pure, apart from
-rendering the SVGs, which it is given a function for): an index of every machine (doc, counts, warnings), a
-page per machine (inline SVG diagram whose states link to their row of the state table, the
-table of state → event → target with guards, actions and tags, each linking to its spec line)
-and a page per spec file listing its source with line anchors.
+rendering the SVGs, which it is given a function for): an index of every machine (doc, counts,
+warnings), a page per machine (inline SVG diagram whose states link to their row of the state
+table, the table of state → event → target with guards, actions and tags, each linking to its
+spec line) and a page per spec file listing its source with line anchors.
 
 The templates (`templates/*.html.j2`) only lay out the view dataclasses built here; Jinja's
 autoescaping is on, so doc strings are shown as written.
