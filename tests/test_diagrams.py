@@ -101,10 +101,10 @@ def test_design_example_view(design_example: str) -> None:
     edges = {(e.source, e.target): e for e in view.edges}
     assert (INITIAL_ID, "Allocated") in edges
     stop = edges[("Running", "Stopping")]
-    assert [line.text for line in stop.lines] == ["StopRequested [can_stop]"]
+    assert [line.text for line in stop.lines] == ["StopRequested if can_stop"]
     release = edges[("Stopping", "Stopped")]
     assert [line.text for line in release.lines] == [
-        "OperationSucceeded / release_host {usage}"]
+        "OperationSucceeded do release_host [usage]"]
     # `* -> Error : Crashed` is one edge from the "any" node, not one per state.
     assert [e.source for e in view.edges if e.target == "Error"] == [ANY_ID]
     assert "Starting, Running, Stopping, Stopped, Destroyed, Error" in nodes[ANY_ID].tooltip
@@ -115,9 +115,9 @@ def test_parallel_edges_merge_and_star_statements_share_an_edge() -> None:
     view = machine_view(machine, project.diagnostics)
     edges = {(e.source, e.target): e for e in view.edges}
     assert [line.text for line in edges[(ANY_ID, "Cancelled")].lines] == [
-        "Cancel {billing, audit}", "Timeout [not is_protected]"]
+        "Cancel [billing, audit]", "Timeout unless is_protected"]
     assert [line.text for line in edges[(ANY_ID, "Failed")].lines] == [
-        "Crash / page_operator"]
+        "Crash do page_operator"]
     assert sum(1 for e in view.edges if e.source == ANY_ID) == 2
     assert edges[("Paused", "Paused")].is_loop
 
@@ -135,7 +135,7 @@ def test_warnings_mark_states() -> None:
     assert entry.dashed and entry.target == "Imported"
     dot = machine_dot(machine, project.diagnostics)
     assert re.search(r"rank=sink\s+Forgotten", dot), "an isolated state goes to the far end"
-    assert "\u21bb Edited" in dot and "\u21bb Saved {audit}" in dot
+    assert "\u21bb Edited" in dot and "\u21bb Saved [audit]" in dot
 
 
 def test_built_diagrams_carry_the_checkers_warnings() -> None:
@@ -344,3 +344,22 @@ def test_every_spec_renders_to_png(tmp_path: Path) -> None:
         assert main(["render", str(spec), "-o", str(target)]) == 0
         assert target.stat().st_size > 10_000
     assert shutil.which("dot")
+
+
+def test_labels_are_written_in_the_spec_notation() -> None:
+    """Every transition label of every spec, put back after `Source -> Target :`, parses to
+    the same guard, negation, action and tags: the diagrams speak the spec's language."""
+    from fsmc.compiler.diagrams.view import transition_label
+
+    for spec in check([ROOT / "specs", CASES]).specs:
+        for machine in spec.machines:
+            for transition in machine.transitions:
+                line = f"A -> A : {transition_label(transition)}"
+                [again] = machine_of(f"machine M {{\n initial A\n {line}\n}}\n")[0].transitions
+                assert (again.event.text, again.guard and (again.guard.name.text,
+                                                           again.guard.negated),
+                        again.action and again.action.name.text, again.tag_names) == (
+                    transition.event.text, transition.guard and (transition.guard.name.text,
+                                                                 transition.guard.negated),
+                    transition.action and transition.action.name.text,
+                    transition.tag_names), line

@@ -27,7 +27,7 @@ from fsmc.dsl.model import Machine, SpecFile, StateKind
 from markupsafe import Markup, escape
 
 from .dot import header, to_dot
-from .view import Links, machine_view, state_warnings, transition_label
+from .view import Links, guard_text, machine_view, state_warnings, transition_label
 
 STYLESHEET = "style.css"
 SOURCE_DIR = "source"
@@ -201,10 +201,8 @@ def machine_page(machine: Machine, spec: SpecFile, module: str, diagnostics: Seq
     for decl in machine.states:
         name = decl.name.text
         rows = tuple(
-            TransitionRow(t.event.text, t.target.text,
-                          None if t.guard is None else
-                          ("not " if t.guard.negated else "") + t.guard.name.text,
-                          None if t.action is None else t.action.name.text,
+            TransitionRow(t.event.text, t.target.text, guard_text(t),
+                          None if t.action is None else f"do {t.action.name.text}",
                           t.tag_names, transition_label(t), t.line, line_link.format(t.line),
                           t.via_star)
             for t in machine.transitions if t.source.text == name)
