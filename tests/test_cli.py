@@ -195,3 +195,16 @@ def test_a_directory_without_specs_is_named(tmp_path: Path,
 def test_json_output_is_only_json(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["check", "--format", "json", str(spec)], capsys)
     assert (code, json.loads(out), err) == (0, [], "")
+
+
+@pytest.mark.parametrize(("args", "usage"), [
+    (["check", "x.fsm", "--bogus"], "usage: fsmc check "),
+    (["render", "x.fsm", "-x"], "usage: fsmc render "),
+    (["events", "tail", "--amqp", "amqp://h/", "--zzz"], "usage: fsmc events tail "),
+    (["--zzz"], "usage: fsmc [-h]"),
+])
+def test_unknown_arguments_show_the_usage_of_their_command(
+        args: list[str], usage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(args, capsys)
+    assert (code, out) == (2, "") and err.startswith(usage)
+    assert err.endswith(f"error: unrecognized arguments: {args[-1]}\n")

@@ -1,4 +1,4 @@
-"""DOT text → SVG or PNG through Graphviz's `dot` binary (via the `graphviz` package).
+"""DOT text → SVG, PNG or PDF through Graphviz's `dot` binary (via the `graphviz` package).
 
 Rendering is the one impure step of the diagrams: it needs the binary, and its output depends on
 the Graphviz version (layout, the version comment in SVG). So `fsmc build` writes SVGs
@@ -18,7 +18,7 @@ from fsmc.runtime.errors import FsmcError
 
 from .emit import DIAGRAM_DIR
 
-FORMATS = ("svg", "png", "dot")
+FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: `apt-get install graphviz`)"
 MISSING_WARNING = (f"fsmc: warning: Graphviz `dot` not found: wrote the .dot diagrams but no "
                    f".svg; {INSTALL_HINT}\n")
@@ -42,7 +42,7 @@ def dot_available() -> bool:
 
 
 def render(dot: str, fmt: str) -> bytes:
-    """`dot` itself for "dot", else the rendering in `fmt` ("svg" or "png")."""
+    """`dot` itself for "dot", else the rendering in `fmt` ("svg", "png" or "pdf")."""
     if fmt == "dot":
         return dot.encode("utf-8")
     try:
