@@ -138,7 +138,7 @@ def _check_drift(layout: OutputLayout, files: dict[str, bytes], stale: list[Stal
     for item in stale:
         err.write(f"fsmc: stale:   {layout.path(item.name)} ({item.reason})\n")
     if problems or stale:
-        err.write(f"fsmc: {_shown_dirs(layout)} out of date; run `fsmc build` to update it\n")
+        err.write(f"fsmc: {_shown_dirs(layout)} out of date; run `fsmc build` to update\n")
         return 1
     return 0
 
