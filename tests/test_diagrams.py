@@ -338,6 +338,9 @@ def test_render_dot_to_stdout(capsys: pytest.CaptureFixture[str],
     code, out, _ = run_cli(["render", "specs/nic.fsm", "--format", "dot"], capsys)
     assert code == 0
     assert out.encode() == GOLDEN["nic.Nic.dot"]
+    monkeypatch.chdir(ROOT / "tests")  # the same from anywhere: the spec's project decides
+    code, out, _ = run_cli(["render", "../specs/nic.fsm", "--format", "dot"], capsys)
+    assert code == 0 and out.encode() == GOLDEN["nic.Nic.dot"]
 
 
 def test_render_picks_a_machine(capsys: pytest.CaptureFixture[str]) -> None:

@@ -97,9 +97,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         names = ", ".join(m.name.text for m in spec.machines) or "none"
         raise UsageError(f"{spec_path}: no machine named {args.machine} (machines: {names})")
     views = [machine_view(m, project.diagnostics) for m in machines]
-    # The spec's path as a build would write it: relative to the project of the output file.
-    where = Path(args.output).parent if args.output is not None else Path.cwd()
-    shown = display_path(spec.path, project_root(where))
+    # The spec's path as a build would write it: relative to the project of the output file
+    # (to standard output: of the spec), never to the working directory.
+    where = Path(args.output) if args.output is not None else Path(spec.path)
+    shown = display_path(spec.path, project_root(where.parent))
     data = render(to_dot(views, comment=header(shown)), fmt)
     if args.output is not None:
         Path(args.output).write_bytes(data)
