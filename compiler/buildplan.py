@@ -10,7 +10,8 @@ its models kept.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,7 +20,8 @@ from fsmc.dsl.diagnostics import Diagnostic
 from fsmc.dsl.loader import paused_gc
 from fsmc.dsl.model import SpecFile
 
-from .diagrams.emit import DIAGRAM_DIR, diagram_files
+from .diagrams.emit import diagram_files
+from .layout import OutputLayout
 from .naming import module_name
 from .parallel import parallel_map
 from .pipeline import FileOutcome, Job, process, project_of
@@ -42,8 +44,6 @@ EXTRA_EMITTERS: list[ExtraEmitter] = [diagram_files]
 # renderings depend on the Graphviz version, so `build` writes them best-effort beside the DOT
 # files: never in the plan, never compared, never reported stale.
 BEST_EFFORT_SUFFIXES = (".svg",)
-# Subdirectories of the output directory that the plan may write into.
-OUTPUT_SUBDIRS = (DIAGRAM_DIR,)
 
 
 def is_drift_checked(name: str) -> bool:
@@ -63,21 +63,37 @@ def fsmc_version() -> str:
         return "0"
 
 
-def display_path(path: str, base: Path) -> str:
-    """The spec path written into generated code: relative to `base` and with `/`, so the
-    output does not depend on the machine or the directory the build ran in."""
+# A directory holding one of these is a project's root (see `project_root`).
+ROOT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
+
+
+def project_root(out_dir: Path) -> Path:
+    """What the spec paths written into the output in `out_dir` are relative to: the nearest
+    directory at or above `out_dir` that holds a `ROOT_MARKERS` entry (a project's root), else
+    `out_dir`'s parent. It depends on where the output goes, never on the working directory,
+    so a build run from anywhere writes the same bytes."""
+    resolved = out_dir.resolve()
+    for folder in (resolved, *resolved.parents):
+        if any((folder / marker).exists() for marker in ROOT_MARKERS):
+            return folder
+    return resolved.parent
+
+
+def display_path(path: str | Path, base: Path) -> str:
+    """The spec path written into generated code: relative to `base` (`project_root`; with
+    `..` for a spec outside it) and with `/`, so the output does not depend on the machine or
+    the directory the build ran in."""
     try:
         relative = os.path.relpath(Path(path).resolve(), base.resolve())
     except ValueError:  # another drive on Windows
         relative = Path(path).name
-    if relative.startswith(".."):
-        relative = Path(path).name
     return relative.replace(os.sep, "/")
 
 
-def plan(project: Project, out_dir: Path, *, base: Path | None = None) -> BuildPlan:
+def plan(project: Project, out_dir: Path) -> BuildPlan:
     """The files a build of `project` (checked with its models kept: `project.check`) writes
     into `out_dir`."""
+    base = project_root(out_dir)
     targets = [target(spec.path, base) for spec in project.specs]
     check_collisions(targets)
     release = fsmc_version()
@@ -86,9 +102,9 @@ def plan(project: Project, out_dir: Path, *, base: Path | None = None) -> BuildP
     return assemble(targets, parallel_map(_emit, jobs))
 
 
-def target(path: str, base: Path | None = None) -> tuple[str, str]:
+def target(path: str, base: Path) -> tuple[str, str]:
     """The path a spec is shown as in its output (see `display_path`) and its module's name."""
-    return display_path(path, base or Path.cwd()), module_name(Path(path).stem)
+    return display_path(path, base), module_name(Path(path).stem)
 
 
 def check_collisions(targets: Sequence[tuple[str, str]]) -> None:
@@ -153,6 +169,11 @@ class Build:
     targets: tuple[tuple[str, str], ...]  # `target` of each file, in order
     outcomes: tuple[FileOutcome, ...]
 
+    @property
+    def modules(self) -> set[str]:
+        """The names of the modules this build generates."""
+        return {module for _, module in self.targets}
+
     def plan(self) -> BuildPlan:
         """The files to write. Only a project without errors has a plan: one file's error
         stops the whole build. Raises `UsageError` when two specs would generate one module."""
@@ -167,11 +188,12 @@ class Build:
         return assemble(self.targets, outputs)
 
 
-def check_and_emit(arguments: Sequence[str | Path], *, strict: bool = False,
-                   base: Path | None = None) -> Build:
+def check_and_emit(arguments: Sequence[str | Path], out_dir: Path, *,
+                   strict: bool = False) -> Build:
     """`check` and the emitters of `plan` in one pass over the files, each file in one worker
     process start to finish (`pipeline.py`). Call `Build.plan()` once the project is ok."""
     paths = discover(arguments)
+    base = project_root(out_dir)
     targets = tuple(target(str(path), base) for path in paths)
     release = fsmc_version()
     jobs = [Job(path, strict, SpecEmitter(shown, module, release))
@@ -181,28 +203,56 @@ def check_and_emit(arguments: Sequence[str | Path], *, strict: bool = False,
     return Build(project_of(outcomes, strict=strict), targets, outcomes)
 
 
-def stale_files(out_dir: Path, planned: dict[str, bytes]) -> list[str]:
-    """Files fsmc generated earlier into `out_dir` that this build would not write."""
-    if not out_dir.is_dir():
-        return []
+@dataclass(frozen=True)
+class StaleFile:
+    """A file fsmc generated earlier into the output directory that a build removes."""
+
+    name: str  # relative to the output directory
+    source: str | None  # the spec it says it came from (see `display_path`), if it says
+    reason: str
+
+
+GENERATED_FROM = re.compile(rb"Generated by fsmc(?: \S+)? from (.+?)\. DO NOT EDIT")
+
+
+def generated_from(head: bytes) -> str | None:
+    """The spec a file fsmc wrote names in its first line (None when it names none)."""
+    first = head.split(b"\n", 2)
+    line = first[1] if first[0].startswith(b"<?xml") and len(first) > 1 else first[0]
+    found = GENERATED_FROM.search(line)
+    return found.group(1).decode("utf-8", errors="replace") if found else None
+
+
+def module_of(name: str) -> str:
+    """The module an output file belongs to: `nic` for `nic.py` and `diagrams/nic.Nic.dot`."""
+    return name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def stale_files(layout: OutputLayout, planned: Mapping[str, bytes],
+                built: Collection[str]) -> list[StaleFile]:
+    """Files fsmc generated earlier into `layout` that a build of the modules `built` (their
+    names) removes: those of a built module that the plan no longer writes (a machine renamed),
+    and those whose spec no longer exists. Files generated from specs that exist but are not in
+    this build are left alone, as are files fsmc did not write (no `MARKER`)."""
+    root = project_root(layout.out_dir)
     stale = []
-    candidates = [(path.name, path) for path in out_dir.iterdir()]
-    for folder in OUTPUT_SUBDIRS:
-        if (out_dir / folder).is_dir():
-            candidates.extend((f"{folder}/{path.name}", path)
-                              for path in (out_dir / folder).iterdir())
-    for name, path in sorted(candidates):
-        if name in planned or not path.is_file() or name == INIT_FILE:
-            continue
-        if not is_drift_checked(name):
+    for name, path in layout.existing():
+        if name in planned or name == INIT_FILE or not is_drift_checked(name):
             continue
         try:
             with path.open("rb") as handle:
-                head = handle.read(200)
+                head = handle.read(400)
         except OSError:
             continue
-        if MARKER in head:
-            stale.append(name)
+        if MARKER not in head:
+            continue
+        source = generated_from(head)
+        if module_of(name) in built:
+            stale.append(StaleFile(name, source, "no longer generated by its spec"))
+        elif source is None:
+            stale.append(StaleFile(name, None, "names no spec"))
+        elif not (root / source).is_file():
+            stale.append(StaleFile(name, source, f"{source} no longer exists"))
     return stale
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TextIO
+from typing import Any, TextIO
 
 from fsmc.runtime.errors import FsmcError
 
@@ -26,14 +26,21 @@ examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors by raising, so `main` can return 2."""
+    """argparse that reports usage errors by raising, so `main` can return 2. Each parser
+    leaves itself in the namespace (`parsed_by`); the innermost subcommand's wins."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(parsed_by=self)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{self.prog}: error: {message}")
+        raise _UsageError(self, f"{self.prog}: error: {message}")
 
 
 class _UsageError(Exception):
-    pass
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
 
 
 def _version() -> str:
@@ -59,9 +66,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     err = stderr or sys.stderr
     parser = make_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+        if extra:  # say it with the usage of the (sub)command they were given to
+            args.parsed_by.error(f"unrecognized arguments: {' '.join(extra)}")
     except _UsageError as error:
-        err.write(parser.format_usage() + str(error) + "\n")
+        err.write(error.parser.format_usage() + str(error) + "\n")
         return 2
     except SystemExit as exit_:  # --help and --version
         return int(exit_.code or 0)

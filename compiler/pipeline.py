@@ -24,7 +24,7 @@ from fsmc.dsl.spans import SourceText
 
 from .analyses import analyse_across, analyse_spec
 from .parallel import parallel_map
-from .project import Project, discover, is_clean
+from .project import Project, discover, is_clean, new_findings
 
 # One spec and the analyses' findings about it → its output files (name → bytes). It travels
 # to the worker inside a `Job`, so it must pickle: a module-level function, or an instance of
@@ -68,7 +68,7 @@ def process_one(job: Job) -> FileOutcome:
         return FileOutcome(result.path, tuple(result.diagnostics),
                            spec.source if spec is not None else None)
     with paused_gc():  # see `paused_gc`: a big model would make every collection traverse it
-        findings = analyse_spec(spec)
+        findings = new_findings(analyse_spec(spec), result.diagnostics)
         diagnostics = (*result.diagnostics, *findings)
         passed = not diagnostics if job.strict else not any(d.is_error for d in diagnostics)
         outputs = job.emit(spec, findings) if job.emit is not None and passed else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,8 @@ class UsageError(SpecError):
 
 def discover(arguments: Sequence[str | Path]) -> list[Path]:
     """The spec files named by `arguments`: files as given, directories searched for `*.fsm`
-    recursively. Sorted within each directory, duplicates dropped."""
+    recursively. Sorted within each directory, duplicates dropped. Raises `UsageError` when
+    they name no spec at all (`empty_directories` names the folders that hold none)."""
     found: dict[Path, None] = {}
     for argument in arguments:
         path = Path(argument)
@@ -37,7 +38,16 @@ def discover(arguments: Sequence[str | Path]) -> list[Path]:
             raise UsageError(f"{path}: not a file or directory")
         else:
             raise UsageError(f"{path}: no such file or directory")
+    if not found:
+        named = ", ".join(str(argument) for argument in arguments) or "no path"
+        raise UsageError(f"nothing to check: {named} holds no spec (*{SPEC_SUFFIX} file)")
     return list(found)
+
+
+def empty_directories(arguments: Sequence[str | Path]) -> list[Path]:
+    """The directories among `arguments` that hold no spec."""
+    return [Path(argument) for argument in arguments if Path(argument).is_dir()
+            and not any(path.is_file() for path in Path(argument).rglob(f"*{SPEC_SUFFIX}"))]
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,19 @@ class Project:
 
 
 def is_clean(result: LoadResult) -> bool:
-    """Whether the semantic rules run on a file: it parsed without errors. (A file whose syntax
-    is broken would only produce follow-on noise.)"""
-    return result.spec is not None and not any(d.is_error for d in result.diagnostics)
+    """Whether the semantic rules run on a file: it parsed. (A file whose syntax is broken
+    would only produce follow-on noise.) The builder's errors (a keyword used as a name, a
+    second guard, a bad escape) leave a sound model, so the rules run and every problem of
+    the file is reported at once."""
+    return result.spec is not None
+
+
+def new_findings(findings: Iterable[Diagnostic],
+                 front_end: Sequence[Diagnostic]) -> list[Diagnostic]:
+    """The rules' `findings` less those at a place the front end already reported an error
+    (`state if` is a keyword used as a name; that it is no Python name adds nothing)."""
+    taken = {(d.span.path, d.span.line, d.span.column) for d in front_end if d.is_error}
+    return [d for d in findings if (d.span.path, d.span.line, d.span.column) not in taken]
 
 
 def check(arguments: Sequence[str | Path], *, strict: bool = False) -> Project:
@@ -82,11 +102,11 @@ def check(arguments: Sequence[str | Path], *, strict: bool = False) -> Project:
 
 
 def check_results(results: Sequence[LoadResult], *, strict: bool = False) -> Project:
-    diagnostics = [d for result in results for d in result.diagnostics]
+    front_end = [d for result in results for d in result.diagnostics]
     parsed = [(r.path, r.spec) for r in results if r.spec is not None]
     clean = [r.spec for r in results if r.spec is not None and is_clean(r)]
     with paused_gc():
-        diagnostics.extend(analyse(clean))
+        diagnostics = [*front_end, *new_findings(analyse(clean), front_end)]
     return Project(tuple(r.path for r in results), tuple(sorted_diagnostics(diagnostics)),
                    strict, tuple(spec for _, spec in parsed),
                    {path: spec.source for path, spec in parsed})

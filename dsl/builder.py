@@ -49,6 +49,14 @@ def build(tree: Tree[Token], source: SourceText,
     return SpecFile(source, machines), builder.diagnostics
 
 
+_ARTICLES = {"initial": "the", "entry": "an", "final": "a"}
+
+
+def keyword_hint(keyword: str) -> str:
+    """What to write instead of a keyword used as a name."""
+    return f"rename it; names are case-sensitive, so `{keyword.capitalize()}` would do"
+
+
 def token_span(path: str, token: Token) -> Span:
     """The span of a token from `SpecLexer` (which always sets every position)."""
     return Span(path, token.line, token.column, token.end_line, token.end_column)  # type: ignore[arg-type]
@@ -62,13 +70,15 @@ class _Builder:
     def span(self, token: Token) -> Span:
         return token_span(self.source.path, token)
 
-    def name(self, token: Token) -> Name:
+    def name(self, token: Token, hint: str | None = None) -> Name:
+        """The name `token` holds; a keyword is reported (E005) with `hint`, or with a
+        suggestion that fits the keyword when none is given."""
         name = Name(token.value, Span(self.source.path, token.line, token.column,  # type: ignore[arg-type]
                                       token.end_line, token.end_column))  # type: ignore[arg-type]
         if name.text in KEYWORDS:
             self.diagnostics.append(make(
                 "E005", name.span, f"`{name.text}` is a keyword and cannot be used as a name",
-                "rename it (names are case-sensitive: `If` or `State` would do)"))
+                hint or keyword_hint(name.text)))
         return name
 
     def string(self, token: Token) -> str:
@@ -131,7 +141,12 @@ class _Builder:
     def declaration(self, tree: Tree[Token], kind: StateKind) -> StateDecl:
         tokens = [c for c in tree.children if isinstance(c, Token)]
         doc = self.string(tokens[2]) if len(tokens) > 2 else None
-        return StateDecl(self.name(tokens[1]), kind, doc)
+        named = tokens[1].value
+        hint = None
+        if kind is StateKind.NORMAL and named in _DECLARATION_KINDS and named != "state":
+            hint = (f"to declare {_ARTICLES[named]} {named} state, write `{named} Name` instead "
+                    f"of `state {named}`")
+        return StateDecl(self.name(tokens[1], hint), kind, doc)
 
     def transition(self, tokens: list[Token], non_final: list[Name]) -> Iterator[Transition]:
         """One statement `sources -> target : event clauses...`, as a flat token list."""

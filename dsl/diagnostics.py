@@ -57,15 +57,25 @@ class Step(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Related:
+    """Another place a finding concerns (say, another use of one undeclared name)."""
+
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One finding. `hint` is an optional suggestion shown on its own line; `trace` is the
-    counterexample of a refuted assertion (a path of the graph), None for other findings."""
+    """One finding. `hint` is an optional suggestion shown on its own line; `related` are the
+    other places it concerns, shown after it; `trace` is the counterexample of a refuted
+    assertion (a path of the graph), None for other findings."""
 
     span: Span
     code: str
     message: str
     hint: str | None = None
     severity: Severity | None = None
+    related: tuple[Related, ...] = ()
     trace: tuple[Step, ...] | None = None
 
     @property
@@ -81,11 +91,12 @@ class Diagnostic:
         return (self.span.path, self.span.line, self.span.column, self.code, self.message)
 
 
-def make(code_id: str, span: Span, message: str, hint: str | None = None, *,
+def make(code_id: str, span: Span, message: str, hint: str | None = None,
+         related: tuple[Related, ...] = (), *,
          trace: tuple[Step, ...] | None = None) -> Diagnostic:
     """Create a diagnostic, checking that its code exists."""
     code(code_id)
-    return Diagnostic(span, code_id, message, hint, trace=trace)
+    return Diagnostic(span, code_id, message, hint, related=related, trace=trace)
 
 
 def trace_text(trace: tuple[Step, ...]) -> str:

@@ -8,6 +8,7 @@ body, so one run reports every broken statement of a file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -102,7 +103,29 @@ def _describe(error: UnexpectedInput, source: SourceText) -> Diagnostic:
         return _bad_character(error, source)
     span = _error_span(error, source)
     message = _match_label(error) or _from_expected(error)
-    return make("E001", span, f"{message}; found {_found(error)}")
+    return make("E001", span, f"{message}; found {_found(error)}", _hint(error, source, span))
+
+
+# `if not ready`: the name after `if not` is where the parser gives up; in `if a and b`, `and`.
+_IF_NOT = re.compile(r"\b(?:if|unless)\s+not\s+$")
+_AFTER_GUARD = re.compile(r"\b(?:if|unless)\s+[A-Za-z_][A-Za-z0-9_]*\s+$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _hint(error: UnexpectedInput, source: SourceText, span: Span) -> str | None:
+    """A hint for syntax errors that have a likely cause beyond the grammar's words."""
+    token = getattr(error, "token", None)
+    if token is None or token.type != "NAME":
+        return None
+    before = source.line_text(span.line)[: span.column - 1]
+    negated = _IF_NOT.search(before)
+    if negated:
+        if negated.group().startswith("unless"):
+            return f"`unless not {token}` is `if {token}`"
+        return f"negate a guard with `unless`: `unless {token}`"
+    if token in ("and", "or") and _AFTER_GUARD.search(before):
+        return "a transition has one guard: combine the conditions in one predicate"
+    return None
 
 
 def _bad_character(error: UnexpectedCharacters, source: SourceText) -> Diagnostic:
@@ -114,9 +137,33 @@ def _bad_character(error: UnexpectedCharacters, source: SourceText) -> Diagnosti
         return make("E002", Span(source.path, line, column, line, end),
                     "unterminated string: strings must close on the line they open",
                     'add the closing `"`; write a quote inside a string as `\\"`')
+    rest = source.line_text(line)[column - 1:]
+    for start, width, message, hint in _LOOKALIKES:
+        if rest.startswith(start):
+            after = _NAME.match(rest[width:].lstrip())
+            return make("E001", Span(source.path, line, column, line, column + width),
+                        message, hint.format(after=after.group() if after else "ready"))
     shown = repr(char) if not char.isprintable() or char.isspace() else f"`{char}`"
     return make("E001", span, f"unexpected character {shown}",
                 "names use ASCII letters, digits and `_`; strings are double-quoted")
+
+
+# What people bring from other languages: (text it starts with, width, message, hint). Tried
+# in order, at a character that no token starts with.
+_LOOKALIKES = (
+    ("//", 2, "unexpected `//`", "comments start with `#` and run to the end of the line"),
+    ("/*", 2, "unexpected `/*`", "comments start with `#` and run to the end of the line"),
+    ("-->", 3, "unexpected `-->`", "did you mean `->`?"),
+    ("=>", 2, "unexpected `=>`", "did you mean `->`?"),
+    ("—>", 2, "unexpected `—>`", "did you mean `->`? (an em dash is not a `-`)"),
+    ("→", 1, "unexpected `→`", "did you mean `->`?"),
+    ("-", 1, "unexpected character `-`", "did you mean `->`?"),
+    ("!", 1, "unexpected character `!`", "negate a guard with `unless`: `unless {after}`"),
+    ("&&", 2, "unexpected `&&`",
+     "a transition has one guard: combine the conditions in one predicate"),
+    ("||", 2, "unexpected `||`",
+     "a transition has one guard: combine the conditions in one predicate"),
+)
 
 
 def _error_span(error: UnexpectedInput, source: SourceText) -> Span:

@@ -54,11 +54,12 @@ def test_counterexamples_json_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = run("check", "--format", "json", "tests/cases/verification/assertions.fsm")
     assert code == 1
     found = json.loads(out)
-    # Backward compatible: the nine keys of the contract, plus `counterexample` on refutations.
+    # Backward compatible: the nine keys of the contract and `related`, plus `counterexample`
+    # on refutations.
     for item in found:
         keys = set(item) - {"counterexample"}
         assert keys == {"path", "line", "column", "end_line", "end_column", "severity", "code",
-                        "message", "hint"}
+                        "message", "hint", "related"}
         assert ("counterexample" in item) == (item["code"] in {"E402", "E403", "E404", "E405",
                                                                "E406"})
     golden("assertions.json.expected", out)

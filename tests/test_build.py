@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from fsmc.compiler.buildplan import display_path, project_root
 from fsmc.compiler.cli import main
+from fsmc.compiler.commands.build import DIFF_LINES, file_diff
 
 from tests.conftest import ROOT
 
@@ -36,11 +39,15 @@ def load_module(path: Path, name: str) -> ModuleType:
 def test_golden_output(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Generated code is pinned; set FSMC_REGEN_GOLDEN=1 to rewrite the expected files and
-    review the diff."""
-    monkeypatch.chdir(CASES)
-    code, _, err = build([f"{case}.fsm", "-o", str(tmp_path)], capsys)
+    review the diff. The spec sits in a project of its own (tmp_path), so the path the output
+    names is `case.fsm` wherever the test runs from."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / f"{case}.fsm").write_bytes((CASES / f"{case}.fsm").read_bytes())
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    code, _, err = build([str(tmp_path / f"{case}.fsm"), "-o", str(out)], capsys)
     assert code == 0, err
-    produced = {p.name: p.read_bytes() for p in tmp_path.glob("*.py") if p.name != "__init__.py"}
+    produced = {p.name: p.read_bytes() for p in out.glob("*.py") if p.name != "__init__.py"}
     for name, data in produced.items():
         expected = CASES / f"{name}.expected"
         if REGENERATE:
@@ -67,10 +74,115 @@ def test_build_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_output_has_no_absolute_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the specs' project the path is relative with `..`, never absolute."""
     monkeypatch.chdir(ROOT)
     assert build(["specs", "-o", str(tmp_path)], capsys)[0] == 0
-    for path in tmp_path.glob("*.py"):
-        assert str(ROOT) not in path.read_text(), path.name
+    absolute = re.compile(r"(?<![.\w])" + re.escape(str(ROOT)))
+    for path in [*tmp_path.glob("*.py"), *tmp_path.glob("diagrams/*.dot")]:
+        assert not absolute.search(path.read_text()), path.name
+
+
+def test_output_does_not_depend_on_the_working_directory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spec paths in the output are relative to the project root above the output directory
+    (here the checkout, which holds pyproject.toml): `--check` from anywhere agrees."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = build(["--check", str(ROOT / "specs"), "-o", str(ROOT / "generated")], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(ROOT / "specs")
+    code, _, err = build(["--check", ".", "-o", "../generated"], capsys)
+    assert code == 0, err
+    assert "from specs/nic.fsm." in (ROOT / "generated" / "nic.py").read_text()
+    assert "from specs/nic.fsm." in (ROOT / "generated" / "diagrams" / "nic.Nic.dot").read_text()
+
+
+def test_project_root_is_found_from_the_output_directory(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "src" / "app").mkdir(parents=True)
+    assert project_root(project / "src" / "app" / "machines") == project / "src" / "app"
+    (project / "pyproject.toml").write_text("")
+    assert project_root(project / "src" / "app" / "machines") == project
+    assert display_path(project / "specs" / "vm.fsm", project) == "specs/vm.fsm"
+    assert display_path(tmp_path / "vm.fsm", project) == "../vm.fsm"
+
+
+def test_check_shows_a_unified_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "door.fsm"
+    spec.write_text(DOOR)
+    out = tmp_path / "out"
+    assert build([str(spec), "-o", str(out), "--no-svg"], capsys)[0] == 0
+    module = out / "door.py"
+    module.write_text(module.read_text().replace('"Push"', '"Shove"', 1))
+    code, _, err = build([str(spec), "-o", str(out), "--check"], capsys)
+    assert code == 1
+    assert f"fsmc: differs: {module}\n--- {module} (on disk)\n+++ {module} (as built)\n" in err
+    assert re.search(r'^-.*"Shove"', err, re.M) and re.search(r'^\+.*"Push"', err, re.M)
+    assert "@@ " in err and "out of date" in err
+
+
+def test_a_long_diff_is_cut(tmp_path: Path) -> None:
+    lines = file_diff(tmp_path / "x.py", b"".join(b"%d\n" % i for i in range(500)), b"")
+    assert len(lines) == DIFF_LINES + 1 and lines[-1].startswith("... (")
+
+
+DOOR = "machine Door {\n initial Shut\n state Open\n Shut -> Open : Push\n Open -> Shut : Pull\n}\n"
+LAMP = "machine Lamp {\n initial Off\n state On\n Off -> On : Switch\n On -> Off : Switch\n}\n"
+
+
+def test_building_one_spec_keeps_what_the_others_wrote(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Only files of a spec that no longer exists (or of a machine its spec no longer has)
+    are stale; each removed file is named."""
+    (tmp_path / "pyproject.toml").write_text("")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "door.fsm").write_text(DOOR)
+    (specs / "lamp.fsm").write_text(LAMP)
+    out = tmp_path / "pkg"
+    assert build([str(specs), "-o", str(out)], capsys)[0] == 0
+    before = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert "lamp.py" in before and "lamp.Lamp.dot" in before
+    code, _, err = build([str(specs / "door.fsm"), "-o", str(out)], capsys)
+    assert code == 0 and "0 stale removed" in err and "fsmc: removed" not in err
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == before
+    assert build(["--check", str(specs / "door.fsm"), "-o", str(out)], capsys)[0] == 0
+
+    (specs / "door.fsm").write_text(DOOR.replace("Door", "Gate"))  # a machine renamed
+    (specs / "lamp.fsm").unlink()
+    code, _, err = build(["--check", str(specs / "door.fsm"), "-o", str(out)], capsys)
+    assert code == 1
+    assert f"stale:   {out / 'lamp.py'} (specs/lamp.fsm no longer exists)" in err
+    assert f"stale:   {out / 'diagrams' / 'door.Door.dot'} (no longer generated" in err
+    code, _, err = build([str(specs / "door.fsm"), "-o", str(out)], capsys)
+    assert code == 0, err
+    removed = sorted(line.split()[2] for line in err.splitlines()
+                     if line.startswith("fsmc: removed "))
+    gone = {"lamp.py", "lamp.Lamp.dot", "door.Door.dot"}
+    if (out / "diagrams" / "door.Gate.svg").exists():  # with Graphviz, their SVGs go too
+        gone |= {"lamp.Lamp.svg", "door.Door.svg"}
+    assert sorted(Path(name).name for name in removed) == sorted(gone)
+    assert not any((out / "diagrams" / name).exists() for name in gone)
+    assert f"{len(gone)} stale removed" in err
+
+
+def test_diagrams_can_go_to_a_directory_of_their_own(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "door.fsm"
+    spec.write_text(DOOR)
+    out, pictures = tmp_path / "pkg", tmp_path / "docs" / "diagrams"
+    code, _, err = build([str(spec), "-o", str(out), "--diagrams", str(pictures)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["__init__.py", "door.py"]
+    assert (pictures / "door.Door.dot").read_text().startswith("// Generated by fsmc from ")
+    assert f"in {out}/ and {pictures}/" in err
+    args = [str(spec), "-o", str(out), "--diagrams", str(pictures), "--check"]
+    assert build(args, capsys)[0] == 0
+    (pictures / "door.Door.dot").unlink()
+    code, _, err = build(args, capsys)
+    assert code == 1 and f"missing: {pictures / 'door.Door.dot'}" in err
 
 
 def test_committed_generated_is_in_sync(capsys: pytest.CaptureFixture[str],
@@ -83,8 +195,7 @@ def test_committed_generated_is_in_sync(capsys: pytest.CaptureFixture[str],
 def test_check_reports_missing_differing_and_stale(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "door.fsm"
-    spec.write_text("machine Door {\n initial Shut\n state Open\n Shut -> Open : Push\n"
-                    " Open -> Shut : Pull\n}\n")
+    spec.write_text(DOOR)
     out = tmp_path / "out"
     code, _, err = build([str(spec), "-o", str(out), "--check"], capsys)
     assert code == 1 and "missing:" in err and not out.exists()

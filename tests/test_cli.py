@@ -26,9 +26,9 @@ def spec(tmp_path: Path) -> Path:
     return path
 
 
-def test_clean_spec_prints_nothing_and_exits_0(spec: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["check", str(spec)], capsys) == (0, "", "")
+def test_clean_spec_prints_a_summary_and_exits_0(spec: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["check", str(spec)], capsys) == (0, "1 file checked: no problems\n", "")
 
 
 def test_errors_exit_1_with_text_diagnostics_on_stdout(tmp_path: Path,
@@ -65,7 +65,7 @@ def test_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert json.loads(out) == [{
         "path": str(path), "line": 3, "column": 7, "end_line": 3, "end_column": 8,
         "severity": "error", "code": "E101", "message": "state `B` is not declared",
-        "hint": "declare it: `state B`"}]
+        "hint": "declare it: `state B`", "related": []}]
     assert run(["check", "--format", "json", str(tmp_path / "bad.fsm")], capsys)[1].startswith("[")
 
 
@@ -143,7 +143,8 @@ def test_five_megabyte_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_console_script_entry_point(spec: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "fsmc.compiler.cli", "check", str(spec)],
                             capture_output=True, text=True, timeout=60, check=False)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, "1 file checked: no problems\n", "")
 
 
 def test_colour_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,3 +152,59 @@ def test_colour_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[st
     path.write_text("machine M {\n initial A\n A -> B : Go\n}\n")
     assert "\x1b[" not in run(["check", str(path)], capsys)[1]
     assert "\x1b[" in run(["check", "--color", "always", str(path)], capsys)[1]
+
+
+def test_related_places_in_text_and_json(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.fsm"
+    path.write_text("machine M {\n initial A\n A -> B : Go\n B -> A : Back\n}\n")
+    code, out, _ = run(["check", str(path)], capsys)
+    assert code == 1
+    assert out == (f"{path}:3:7: error[E101]: state `B` is not declared (used 2 times)\n"
+                   "   3 |  A -> B : Go\n"
+                   "     |       ^\n"
+                   "     = hint: declare it: `state B`\n"
+                   f"{path}:4:2: note: `B` is used here too\n"
+                   "   4 |  B -> A : Back\n"
+                   "     |  ^\n"
+                   "1 file checked: 1 error\n")
+    code, out, _ = run(["check", "--format", "json", str(path)], capsys)
+    [found] = json.loads(out)
+    assert found["related"] == [{"path": str(path), "line": 4, "column": 2, "end_line": 4,
+                                 "end_column": 3, "message": "`B` is used here too"}]
+    assert list(found)[:9] == ["path", "line", "column", "end_line", "end_column", "severity",
+                               "code", "message", "hint"]  # the fields of earlier versions
+
+
+def test_a_directory_without_specs_is_named(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no spec here")
+    for command in ("check", "build"):
+        code, out, err = run([command, str(empty)], capsys)
+        assert (code, out) == (2, "")
+        assert err == f"fsmc: error: nothing to check: {empty} holds no spec (*.fsm file)\n"
+    spec = tmp_path / "vm.fsm"
+    spec.write_text(DESIGN_EXAMPLE)
+    code, out, err = run(["check", str(empty), str(spec)], capsys)
+    assert (code, out) == (0, "1 file checked: no problems\n")
+    assert err == f"fsmc: warning: {empty} holds no spec (*.fsm file)\n"
+
+
+def test_json_output_is_only_json(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["check", "--format", "json", str(spec)], capsys)
+    assert (code, json.loads(out), err) == (0, [], "")
+
+
+@pytest.mark.parametrize(("args", "usage"), [
+    (["check", "x.fsm", "--bogus"], "usage: fsmc check "),
+    (["render", "x.fsm", "-x"], "usage: fsmc render "),
+    (["events", "tail", "--amqp", "amqp://h/", "--zzz"], "usage: fsmc events tail "),
+    (["--zzz"], "usage: fsmc [-h]"),
+])
+def test_unknown_arguments_show_the_usage_of_their_command(
+        args: list[str], usage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(args, capsys)
+    assert (code, out) == (2, "") and err.startswith(usage)
+    assert err.endswith(f"error: unrecognized arguments: {args[-1]}\n")

@@ -93,3 +93,81 @@ def test_all_problems_of_all_files_are_reported_sorted() -> None:
     project = check_results(results)
     assert [(d.span.path, d.code, d.span.line) for d in project.diagnostics] == [
         ("a.fsm", "E001", 3), ("a.fsm", "E001", 4), ("b.fsm", "E101", 3), ("b.fsm", "E101", 4)]
+
+
+def only(text: str) -> list[tuple[str, int, int, str, str | None]]:
+    """(code, line, column, message, hint) of every diagnostic of one spec text."""
+    return [(d.code, d.span.line, d.span.column, d.message, d.hint)
+            for d in check_bytes(text.encode()).diagnostics]
+
+
+def in_machine(line: str) -> str:
+    return f"machine M {{\n initial A\n state B\n {line}\n}}\n"
+
+
+@pytest.mark.parametrize(("line", "column", "message", "hint"), [
+    ("// a comment", 2, "unexpected `//`",
+     "comments start with `#` and run to the end of the line"),
+    ("A -> B : Go // why", 14, "unexpected `//`",
+     "comments start with `#` and run to the end of the line"),
+    ("A --> B : Go", 4, "unexpected `-->`", "did you mean `->`?"),
+    ("A => B : Go", 4, "unexpected `=>`", "did you mean `->`?"),
+    ("A → B : Go", 4, "unexpected `→`", "did you mean `->`?"),
+    ("A -> B : Go if !ready", 17, "unexpected character `!`",
+     "negate a guard with `unless`: `unless ready`"),
+    ("A -> B : Go if a && b", 19, "unexpected `&&`",
+     "a transition has one guard: combine the conditions in one predicate"),
+], ids=["slashes", "slashes-after", "long-arrow", "fat-arrow", "unicode-arrow", "bang", "and"])
+def test_habits_from_other_languages_get_a_hint(line: str, column: int, message: str,
+                                                hint: str) -> None:
+    assert only(in_machine(line)) == [("E001", 4, column, message, hint)]
+
+
+def test_if_not_suggests_unless() -> None:
+    [(code, line, column, message, hint)] = only(in_machine("A -> B : Go if not ready"))
+    assert (code, line, column) == ("E001", 4, 21) and "found the name `ready`" in message
+    assert hint == "negate a guard with `unless`: `unless ready`"
+    [(*_, hint)] = only(in_machine("A -> B : Go unless not ready"))
+    assert hint == "`unless not ready` is `if ready`"
+    [(*_, hint)] = only(in_machine("A -> B : Go if ready and set"))
+    assert hint == "a transition has one guard: combine the conditions in one predicate"
+
+
+def test_keyword_hint_fits_the_keyword() -> None:
+    found = only("machine M {\n initial A\n state final\n A -> final : Go\n A -> A : do\n}\n")
+    assert found == [
+        ("E005", 3, 8, "`final` is a keyword and cannot be used as a name",
+         "to declare a final state, write `final Name` instead of `state final`"),
+        ("E005", 4, 7, "`final` is a keyword and cannot be used as a name",
+         "rename it; names are case-sensitive, so `Final` would do"),
+        ("E005", 5, 11, "`do` is a keyword and cannot be used as a name",
+         "rename it; names are case-sensitive, so `Do` would do")]
+    [(*_, hint)] = only("machine M {\n initial A\n state initial\n A -> initial : Go\n}\n")[:1]
+    assert hint == "to declare the initial state, write `initial Name` instead of `state initial`"
+
+
+def test_one_undeclared_name_is_one_error_with_every_use_related() -> None:
+    text = ("machine M {\n initial A\n A -> Nowhere : Go\n A -> Nowhere : Stop\n"
+            " A -> Nowher : Halt\n Nowhere -> A : Back\n}\n")
+    [first, second] = check_bytes(text.encode()).diagnostics
+    assert (first.code, first.span.line, first.span.column) == ("E101", 3, 7)
+    assert first.message == "state `Nowhere` is not declared (used 3 times)"
+    assert [(r.span.line, r.span.column, r.message) for r in first.related] == [
+        (4, 7, "`Nowhere` is used here too"), (6, 2, "`Nowhere` is used here too")]
+    assert (second.code, second.message, second.related) == (
+        "E101", "state `Nowher` is not declared", ())
+
+
+def test_one_undeclared_event_is_one_error() -> None:
+    text = "machine M {\n initial A\n events Go\n A -> A : Stop if x\n A -> A : Stop unless x\n}\n"
+    [error] = check_bytes(text.encode()).diagnostics
+    assert error.code == "E102" and [r.span.line for r in error.related] == [5]
+
+
+def test_builder_errors_do_not_hide_the_rules_findings() -> None:
+    """E006 (and the other errors the builder finds on a parsed file) come with the rules'
+    findings, without a second error at the same place."""
+    text = "machine M {\n initial A\n state B, C\n A -> B : Go do x do y\n A -> C : Go\n}\n"
+    assert [c for c, *_ in only(text.replace("state B, C", "states B, C"))] == ["E006", "E202"]
+    text = "machine M {\n initial A\n state if\n A -> if : Go\n}\n"
+    assert [(c, line) for c, line, *_ in only(text)] == [("E005", 3), ("E005", 4)]

@@ -58,9 +58,9 @@ machine VirtualMachine: 11 changes
   ~ state Stopping: doc "Being shut down on its host" -> "Being shut down gracefully on its host"
   + state Paused "Suspended in memory on its host"
   - state Unknown "State not known to the management server; not used by the machine"
-  ~ Running -> Stopping : StopRequested [can_stop] (was: StopRequested)
-  + Running -> Paused : PauseRequested {usage}
-  + Paused -> Running : ResumeRequested {usage}
+  ~ Running -> Stopping : StopRequested if can_stop (was: StopRequested)
+  + Running -> Paused : PauseRequested [usage]
+  + Paused -> Running : ResumeRequested [usage]
   + Error -> Destroyed : DestroyRequested
   - Stopped -> Stopped : StopRequested
   - Error -> Expunging : DestroyRequested
@@ -87,11 +87,11 @@ def test_vm_diff_diagram_marks() -> None:
     assert nodes["Stopping"] is Mark.CHANGED
     assert nodes["Running"] is Mark.NONE
     edges = {(e.source, e.target, e.mark): [line.text for line in e.lines] for e in view.edges}
-    assert edges[("Running", "Paused", Mark.ADDED)] == ["PauseRequested {usage}"]
+    assert edges[("Running", "Paused", Mark.ADDED)] == ["PauseRequested [usage]"]
     assert edges[("Error", "Expunging", Mark.REMOVED)] == ["DestroyRequested"]
     assert edges[("Error", "Expunging", Mark.NONE)] == ["ExpungeOperation"]
     assert edges[("Running", "Stopping", Mark.CHANGED)] == [
-        "StopRequested [can_stop] (was: StopRequested)"]
+        "StopRequested if can_stop (was: StopRequested)"]
     assert edges[("Stopped", "Stopped", Mark.REMOVED)] == ["StopRequested"]
     dot = to_dot([view])
     assert "#2b8a3e" in dot and "#c92a2a" in dot and "#e67700" in dot
@@ -111,7 +111,7 @@ def test_star_statements_are_reported_once() -> None:
     new = spec(edit(DESIGN_EXAMPLE, ("* -> Error : Crashed", "* -> Error : Crashed [alert]")))
     diff = diff_specs(old, new)
     changes = diff.machines[0].changes()
-    assert changes == ["~ * -> Error : Crashed {alert} (was: Crashed)"]
+    assert changes == ["~ * -> Error : Crashed [alert] (was: Crashed)"]
     view = diff_view(diff.machines[0])
     star = [e for e in view.edges if e.source == ANY_ID]
     assert len(star) == 1 and star[0].mark is Mark.CHANGED

@@ -57,7 +57,7 @@ def test_check_files_finds_what_check_finds(tmp_path: Path, jobs: str) -> None:
 
 def test_one_pass_build_plans_what_plan_plans(tmp_path: Path, jobs: str) -> None:
     specs = write_specs(tmp_path / "specs", {"warned.fsm": WARNING, "two.fsm": TWO_MACHINES})
-    build = check_and_emit([specs])
+    build = check_and_emit([specs], tmp_path / "out")
     assert build.project.ok
     assert build.plan().files == plan(check([specs]), tmp_path / "out").files
 
@@ -90,7 +90,7 @@ def test_one_error_anywhere_stops_the_build(tmp_path: Path, extra: dict[str, str
     assert ("E107" if "duplicate.fsm" in extra else "E101") in printed.out
     assert "nothing written" in printed.err and not out.exists()
     with pytest.raises(ValueError, match="errors"):
-        check_and_emit([specs]).plan()
+        check_and_emit([specs], out).plan()
 
 
 def test_strict_build_emits_nothing_for_a_file_with_warnings(tmp_path: Path) -> None:
@@ -99,4 +99,4 @@ def test_strict_build_emits_nothing_for_a_file_with_warnings(tmp_path: Path) -> 
     emit = SpecEmitter("warned.fsm", "warned", "0")
     assert process_one(Job(spec, strict=False, emit=emit)).outputs
     assert process_one(Job(spec, strict=True, emit=emit)).outputs is None
-    assert not check_and_emit([spec], strict=True).project.ok
+    assert not check_and_emit([spec], tmp_path / "out", strict=True).project.ok

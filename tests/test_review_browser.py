@@ -235,3 +235,16 @@ def test_every_link_resolves(page: Any, server: str) -> None:
     assert len(seen) >= 1 + 2 * len(list((ROOT / "specs").glob("*.fsm")))
     for origin, target, fragment in fragments:
         assert fragment in seen[target], f"{origin} links to {target}#{fragment}, not there"
+
+
+def test_the_table_uses_the_spec_notation(tmp_path: Path) -> None:
+    """Guards, actions and tags read as in the spec: `if g` / `unless g`, `do a`, `[tag]`."""
+    spec = tmp_path / "door.fsm"
+    spec.write_text("machine Door {\n initial Shut\n state Open\n"
+                    " Shut -> Open : Push if unlocked do creak [noise, audit]\n"
+                    " Open -> Shut : Pull unless jammed\n}\n")
+    assert main(["review", str(spec), "-o", str(tmp_path / "site")]) == 0
+    page = (tmp_path / "site" / "door.Door.html").read_text()
+    for text in ("if unlocked", "do creak", "[noise, audit]", "unless jammed"):
+        assert f"<code>{text}</code>" in page, text
+    assert "[not " not in page and "{noise" not in page and "/ creak" not in page

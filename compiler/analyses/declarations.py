@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from fsmc.dsl.diagnostics import Diagnostic, make
+from fsmc.dsl.diagnostics import Diagnostic, Related, make
 from fsmc.dsl.model import Machine, Name, StateKind
 
 
@@ -18,16 +18,28 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
     return f"did you mean `{close[0]}`?" if close else None
 
 
+def grouped_uses(uses: Iterable[Name], code_id: str, what: str,
+                 hint: Callable[[str], str]) -> Iterator[Diagnostic]:
+    """One `code_id` error per distinct name in `uses`, at its first use, with the other uses
+    as related places (one misspelt name used four times is one mistake, not four)."""
+    by_name: dict[str, list[Name]] = {}
+    for name in uses:
+        by_name.setdefault(name.text, []).append(name)
+    for text, (first, *others) in by_name.items():
+        counted = f" (used {len(others) + 1} times)" if others else ""
+        yield make(code_id, first.span, f"{what} `{text}` is not declared{counted}", hint(text),
+                   tuple(Related(other.span, f"`{text}` is used here too") for other in others))
+
+
 def undeclared_states(machine: Machine) -> Iterator[Diagnostic]:
     """E101: a transition names a state that is not declared."""
     names = machine.state_names
     declared = set(names)
-    for transition in machine.transitions:
-        for name in (transition.source, transition.target):
-            if name.text not in declared and not transition.via_star:
-                hint = did_you_mean(name.text, names) or (
-                    f"declare it: `state {name.text}`")
-                yield make("E101", name.span, f"state `{name.text}` is not declared", hint)
+    uses = (name for transition in machine.transitions if not transition.via_star
+            for name in (transition.source, transition.target) if name.text not in declared)
+    yield from grouped_uses(
+        uses, "E101", "state",
+        lambda text: did_you_mean(text, names) or f"declare it: `state {text}`")
 
 
 def undeclared_events(machine: Machine) -> Iterator[Diagnostic]:
@@ -36,11 +48,10 @@ def undeclared_events(machine: Machine) -> Iterator[Diagnostic]:
         return
     declared = [event.text for event in machine.events]
     known = set(declared)
-    for transition in machine.transitions:
-        event = transition.event
-        if event.text not in known:
-            hint = did_you_mean(event.text, declared) or f"add it to `events`: {event.text}"
-            yield make("E102", event.span, f"event `{event.text}` is not declared", hint)
+    uses = (t.event for t in machine.transitions if t.event.text not in known)
+    yield from grouped_uses(
+        uses, "E102", "event",
+        lambda text: did_you_mean(text, declared) or f"add it to `events`: {text}")
 
 
 def duplicate_states(machine: Machine) -> Iterator[Diagnostic]:

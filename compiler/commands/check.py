@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from fsmc.compiler.pipeline import check_files
 
-from .common import add_check_options, report
+from .common import add_check_options, report, warn_empty_directories
 
 HELP = """\
 Parse and analyse specs and print every problem found, sorted by file and position.
@@ -31,5 +31,6 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     project = check_files(args.paths, strict=args.strict)
+    warn_empty_directories(args.paths, err)
     report(project, args, out)
     return 0 if project.ok else 1

@@ -8,7 +8,7 @@ import os
 from typing import Any, TextIO
 
 from fsmc.compiler.analyses.properties import REFUTATION_CODES
-from fsmc.compiler.project import Project, UsageError
+from fsmc.compiler.project import SPEC_SUFFIX, Project, UsageError, empty_directories
 from fsmc.compiler.report import render_json, render_text, summary
 from fsmc.dsl.model import Machine
 from fsmc.dsl.spans import SourceText
@@ -53,14 +53,23 @@ def use_colour(choice: str, stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
 
+def warn_empty_directories(arguments: list[str], err: TextIO) -> None:
+    """Say which directories given hold no spec (when others did: else there is nothing to
+    do, and `discover` made that a usage error)."""
+    for folder in empty_directories(arguments):
+        err.write(f"fsmc: warning: {folder} holds no spec (*{SPEC_SUFFIX} file)\n")
+
+
 def report(project: Project, args: argparse.Namespace, out: TextIO) -> None:
-    """Print the project's diagnostics in the chosen format (nothing when there are none,
-    except `[]` in JSON)."""
+    """Print the project's diagnostics in the chosen format: in text, each diagnostic and then
+    one summary line (`7 files checked: 7 warnings`, `1 file checked: no problems`); in JSON,
+    one array and nothing else (`[]` when there are none)."""
     diagnostics = list(project.diagnostics)
     if args.format == "json":
         out.write(render_json(diagnostics, project.severity) + "\n")
         return
     if not diagnostics:
+        out.write(summary(diagnostics, project.severity, len(project.paths)) + "\n")
         return
     sources = dict(project.sources)
 

@@ -43,13 +43,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--rev", metavar="REV", default=None,
                         help="compare SPEC with its version in this git revision")
     parser.add_argument("-o", "--output", metavar="FILE", default=None,
-                        help="write the diff diagram here (svg, png or dot)")
+                        help="write the diff diagram here (svg, png, pdf or dot)")
     parser.add_argument("--format", dest="diagram_format", choices=FORMATS, default=None,
                         help="diagram format (default: from FILE's suffix, else svg)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    fmt = None if args.output is None else output_format(args.diagram_format, args.output)
     if args.rev is not None:
         if len(args.paths) != 1:
             raise UsageError("with --rev, give one spec: fsmc diff SPEC --rev REV")
@@ -70,11 +71,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                             old_label=old_label if old else f"{old_label} (absent)",
                             new_label=args.paths[-1])
     out.write(summary(difference))
-    if args.output is not None:
+    if args.output is not None and fmt is not None:
         changed = [m for m in difference.machines if m.status is not Status.SAME]
         views = [diff_view(m) for m in changed or difference.machines]
         if views:
-            fmt = output_format(args.diagram_format, args.output)
             Path(args.output).write_bytes(render(to_dot(views), fmt))
     return 1 if difference.changed else 0
 

@@ -73,9 +73,11 @@ def _until_interrupted() -> Iterator[threading.Event]:
 def _problem(args: argparse.Namespace) -> str | None:
     try:
         from fsmc.runtime.amqp.url import parameters
-
+    except ImportError as error:
+        return f"--amqp needs its extra: pip install 'fsmc[amqp]' ({error})"
+    try:
         parameters(args.amqp)
-    except (ImportError, ValueError) as error:
+    except ValueError as error:
         return f"--amqp: {error}"
     from fsmc.runtime import validate_pattern
 

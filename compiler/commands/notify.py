@@ -70,8 +70,14 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     consumer, source = None, ""
     if args.amqp:
-        from fsmc.runtime.amqp import AmqpConsumer
-        from fsmc.runtime.amqp.url import redacted
+        try:
+            from fsmc.runtime.amqp import AmqpConsumer
+            from fsmc.runtime.amqp.url import redacted
+        except ImportError as error:
+            listener.close()
+            err.write(f"fsmc: error: --amqp needs its extra: pip install 'fsmc[amqp]' "
+                      f"({error})\n")
+            return 2
 
         logging.getLogger("pika").setLevel(logging.CRITICAL)
         try:

@@ -10,7 +10,7 @@ from fsmc.compiler.diagrams.render import dot_available, render
 from fsmc.compiler.diagrams.review import site_files
 from fsmc.compiler.project import check
 
-from .common import add_check_options, only_refutations, report
+from .common import add_check_options, only_refutations, report, warn_empty_directories
 
 HELP = """\
 Check specs and, when there is no error, write a static site into SITE (default site/):
@@ -50,6 +50,7 @@ def _svg(dot: str) -> bytes:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     project = check(args.paths, strict=args.strict)
+    warn_empty_directories(args.paths, err)
     report(project, args, out)
     refuted = only_refutations(project)
     if not project.ok and not refuted:
@@ -59,8 +60,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if renderer is None:
         err.write("fsmc: warning: Graphviz `dot` not found: the site has no diagrams; install "
                   "Graphviz (Debian/Ubuntu: `apt-get install graphviz`)\n")
-    files = site_files(project, renderer, title=args.title)
     out_dir = Path(args.out)
+    files = site_files(project, renderer, out_dir, title=args.title)
     for name, data in sorted(files.items()):
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""DOT text → SVG or PNG through Graphviz's `dot` binary (via the `graphviz` package).
+"""DOT text → SVG, PNG or PDF through Graphviz's `dot` binary (via the `graphviz` package).
 
 Rendering is the one impure step of the diagrams: it needs the binary, and its output depends on
 the Graphviz version (layout, the version comment in SVG). So `fsmc build` writes SVGs
@@ -11,14 +11,14 @@ import os
 import shutil
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import graphviz  # type: ignore[import-untyped]
+from fsmc.compiler.layout import OutputLayout
 from fsmc.runtime.errors import FsmcError
 
 from .emit import DIAGRAM_DIR
 
-FORMATS = ("svg", "png", "dot")
+FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: `apt-get install graphviz`)"
 MISSING_WARNING = (f"fsmc: warning: Graphviz `dot` not found: wrote the .dot diagrams but no "
                    f".svg; {INSTALL_HINT}\n")
@@ -42,7 +42,7 @@ def dot_available() -> bool:
 
 
 def render(dot: str, fmt: str) -> bytes:
-    """`dot` itself for "dot", else the rendering in `fmt` ("svg" or "png")."""
+    """`dot` itself for "dot", else the rendering in `fmt` ("svg", "png" or "pdf")."""
     if fmt == "dot":
         return dot.encode("utf-8")
     try:
@@ -73,14 +73,14 @@ def planned_diagrams(planned: Mapping[str, bytes]) -> list[str]:
     return sorted(name for name in planned if name.startswith(prefix) and name.endswith(".dot"))
 
 
-def build_svgs(planned: Mapping[str, bytes], sources: Mapping[str, str], out_dir: Path,
-               changed: Collection[str]) -> dict[str, bytes] | None:
+def build_svgs(planned: Mapping[str, bytes], sources: Mapping[str, str],
+               layout: OutputLayout, changed: Collection[str]) -> dict[str, bytes] | None:
     """The SVGs to (re)write: one per planned DOT file that changed in this build or has no
     SVG yet, rendered in parallel (each is a `dot` process). None when `dot` is missing."""
     if not dot_available():
         return None
     names = [name for name in planned_diagrams(planned)
-             if name in changed or not (out_dir / svg_name(name)).exists()]
+             if name in changed or not layout.path(svg_name(name)).exists()]
 
     def svg(name: str) -> bytes:
         return stamp_svg(render(planned[name].decode("utf-8"), "svg"), sources.get(name, name))
@@ -92,16 +92,15 @@ def build_svgs(planned: Mapping[str, bytes], sources: Mapping[str, str], out_dir
         return None
 
 
-def orphan_svgs(out_dir: Path, planned: Mapping[str, bytes]) -> list[str]:
-    """SVGs fsmc rendered earlier whose DOT file this build no longer writes."""
-    folder = out_dir / DIAGRAM_DIR
-    if not folder.is_dir():
-        return []
-    wanted = {svg_name(name) for name in planned_diagrams(planned)}
+def orphan_svgs(layout: OutputLayout) -> list[str]:
+    """SVGs fsmc rendered earlier whose DOT file is gone (call it once the build has written
+    its files and removed the stale ones): a DOT file kept for a spec outside this build keeps
+    its SVG too."""
     orphans = []
-    for path in sorted(folder.glob("*.svg")):
-        name = f"{DIAGRAM_DIR}/{path.name}"
-        if name in wanted or not path.is_file():
+    for name, path in layout.existing():
+        if not name.endswith(".svg") or not name.startswith(f"{DIAGRAM_DIR}/"):
+            continue
+        if layout.path(name.removesuffix(".svg") + ".dot").exists():
             continue
         try:
             with path.open("rb") as handle:

@@ -1,10 +1,10 @@
 """`fsmc review`: a static HTML site for reviewing specs in a browser.
 
-`site_files(project)` returns every file of the site as bytes (pure, apart from rendering the
-SVGs, which it is given a function for): an index of every machine (doc, counts, warnings), a
-page per machine (inline SVG diagram whose states link to their row of the state table, the
-table of state → event → target with guards, actions and tags, each linking to its spec line)
-and a page per spec file listing its source with line anchors.
+`site_files(project, svg, site)` returns every file of the site as bytes (pure, apart from
+rendering the SVGs, which it is given a function for): an index of every machine (doc, counts,
+warnings), a page per machine (inline SVG diagram whose states link to their row of the state
+table, the table of state → event → target with guards, actions and tags, each linking to its
+spec line) and a page per spec file listing its source with line anchors.
 
 The templates (`templates/*.html.j2`) only lay out the view dataclasses built here; Jinja's
 autoescaping is on, so doc strings are shown as written.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 from fsmc.compiler.analyses.properties import machine_verdicts
-from fsmc.compiler.buildplan import display_path
+from fsmc.compiler.buildplan import display_path, project_root
 from fsmc.compiler.naming import module_name
 from fsmc.compiler.project import Project
 from fsmc.dsl.diagnostics import Diagnostic, code, trace_text
@@ -28,7 +28,7 @@ from fsmc.dsl.model import Machine, SpecFile, StateKind
 from markupsafe import Markup, escape
 
 from .dot import header, to_dot
-from .view import Links, machine_view, state_warnings, transition_label
+from .view import Links, guard_text, machine_view, state_warnings, transition_label
 
 STYLESHEET = "style.css"
 SOURCE_DIR = "source"
@@ -218,10 +218,8 @@ def machine_page(machine: Machine, spec: SpecFile, module: str, diagnostics: Seq
     for decl in machine.states:
         name = decl.name.text
         rows = tuple(
-            TransitionRow(t.event.text, t.target.text,
-                          None if t.guard is None else
-                          ("not " if t.guard.negated else "") + t.guard.name.text,
-                          None if t.action is None else t.action.name.text,
+            TransitionRow(t.event.text, t.target.text, guard_text(t),
+                          None if t.action is None else f"do {t.action.name.text}",
                           t.tag_names, transition_label(t), t.line, line_link.format(t.line),
                           t.via_star)
             for t in machine.transitions if t.source.text == name)
@@ -257,10 +255,11 @@ def machine_page(machine: Machine, spec: SpecFile, module: str, diagnostics: Seq
     return page, files
 
 
-def site_files(project: Project, svg: SvgRenderer, *, base: Path | None = None,
+def site_files(project: Project, svg: SvgRenderer, site: Path, *,
                title: str = "fsmc review") -> dict[str, bytes]:
-    """Every file of the review site for a checked project without errors."""
-    root = base or Path.cwd()
+    """Every file of the review site in `site` for a checked project without errors (spec
+    paths are shown relative to the site's project, as `fsmc build` writes them)."""
+    root = project_root(site)
     env = environment()
     files: dict[str, bytes] = {}
     machines: list[MachinePage] = []

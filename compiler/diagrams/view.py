@@ -122,16 +122,25 @@ class Links:
     line: Callable[[int], str]  # spec line → URL
 
 
+def guard_text(transition: Transition) -> str | None:
+    """`if guard` or `unless guard`, as the spec writes it (None without a guard)."""
+    guard = transition.guard
+    if guard is None:
+        return None
+    return f"{'unless' if guard.negated else 'if'} {guard.name.text}"
+
+
 def transition_label(transition: Transition) -> str:
-    """`Event [guard] / action {tag, ...}`; an `unless` guard reads `[not guard]`."""
+    """`Event if guard do action [tag, ...]`: the spec's own notation (`unless guard` for a
+    negated guard), clauses in that order whatever order the spec wrote them in."""
     parts = [transition.event.text]
-    if transition.guard is not None:
-        negation = "not " if transition.guard.negated else ""
-        parts.append(f"[{negation}{transition.guard.name.text}]")
+    guard = guard_text(transition)
+    if guard is not None:
+        parts.append(guard)
     if transition.action is not None:
-        parts.append(f"/ {transition.action.name.text}")
+        parts.append(f"do {transition.action.name.text}")
     if transition.tags:
-        parts.append("{" + ", ".join(transition.tag_names) + "}")
+        parts.append("[" + ", ".join(transition.tag_names) + "]")
     return " ".join(parts)
 
 
