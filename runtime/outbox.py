@@ -1,54 +1,93 @@
-"""The outbox relay: committed transitions → an event bus, at least once, in order per resource.
+"""The outbox relay: committed transitions → an event bus or a broker, at least once, in order
+per resource.
 
 Each outbox row is one committed transition of a bound machine (`fsmc.runtime.store`). A relay
-pass takes pending rows, posts each one's `StateChanged` (rebuilt with `from_dict`: same id,
-same time) to the bus, and marks them delivered. What it guarantees:
+pass takes a batch of pending rows (at most `batch` rows), hands each one's `StateChanged`
+(rebuilt with `from_dict`: same id, same time) to the target, and marks them delivered. The
+target is either
 
-- **At least once.** A row is marked delivered only after `bus.post` returned for it. A relay
-  that dies in between (crash, kill -9, lost connection) leaves its rows pending and they are
-  posted again later, so subscribers that must not act twice deduplicate by event `id`.
-- **Commit order per resource.** A resource's rows are posted in the order their transitions
-  committed (their `id`, which grows with the version). Resources are independent.
+- a **confirming sink** (`fsmc.runtime.confirm.ConfirmingSink`, such as an `AmqpPublisher`):
+  the batch goes to `target.send(events)` and a row is marked delivered only once the sink
+  confirmed its event (for RabbitMQ: a publisher confirm, so the broker holds it). Rows whose
+  events are not confirmed within `confirm_timeout` seconds (broker away) stay pending, the
+  pass raises `NotConfirmed`, and they are sent again later; or
+- a **bus** (anything with `post`, such as an `EventBus`): a row is marked delivered once
+  `bus.post` returned for it. A bus that forwards to a broker through a buffer has not
+  delivered anything by then: give the relay the publisher itself.
+
+What it guarantees:
+
+- **At least once.** Nothing is marked before the target has it (confirmed, or `post`
+  returned). A relay that dies at any point (crash, kill -9, lost connection) leaves its
+  unmarked rows pending and they are handed out again later, so receivers that must not act
+  twice deduplicate by event `id`.
+- **Commit order per resource.** A resource's rows are handed out in the order their
+  transitions committed (their `id`, which grows with the version), and a row is marked only
+  if every earlier row of its resource in the batch was, so what stays pending is always the
+  tail of a resource's history. Resources are independent.
 - **Several relays, one delivery at a time.** Any number of relays (threads, processes, hosts)
   may run against one database; a resource's pending rows are taken by one relay at a time,
-  whole, so no row is posted by two relays at once and order holds across them:
+  so no row is handed out by two relays at once and order holds across them:
   - PostgreSQL: the first pending row of each resource is locked (`FOR UPDATE SKIP LOCKED`)
-    for the transaction that posts that resource's rows; a relay that dies drops its
-    connection, and the server releases its locks at once.
+    for the transaction that hands out that resource's rows (at most `batch` rows in all); a
+    relay that dies drops its connection, and the server releases its locks at once.
   - SQLite (and any other database): a lease. A relay marks the rows it takes with its name
     and a deadline (`lease` seconds); others skip every pending row of a resource with a live
-    lease. A relay that dies holds its rows until the lease runs out; one that is slower than
-    its lease may see them posted a second time by another relay.
+    lease. A relay that dies holds its rows until the lease runs out, except from a relay of
+    the same `name` (a restarted one), which takes them over at once: give each relay a
+    name of its own that survives its restarts. One slower than its lease (keep
+    `confirm_timeout` below it) may see its rows handed out a second time by another relay.
 
-`OutboxRelay(store, bus)` runs passes in a background thread: at once when a bound machine of
-the same store commits in this process, otherwise every `interval` seconds (other processes'
-commits are found by polling).
+`OutboxRelay(store, target)` runs passes in a background thread: at once when a bound machine
+of the same store commits in this process, otherwise every `interval` seconds (other
+processes' commits are found by polling); after a failed pass it backs off.
 """
-
 from __future__ import annotations
 
 import itertools
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, exists, select, tuple_, update
 from sqlalchemy.sql import ColumnElement
 
+from .confirm import ConfirmingSink
 from .dispatch import Bus
+from .errors import FsmcError
 from .events import StateChanged
 from .store_sql import OUTBOX
 
 if TYPE_CHECKING:
     from .store import SqlStore
 
-__all__ = ["OutboxRelay", "relay_pass"]
+__all__ = ["NotConfirmed", "OutboxRelay", "Target", "relay_pass"]
+
+Target = Bus | ConfirmingSink
+
+
+class NotConfirmed(FsmcError):
+    """A relay pass gave up waiting for the sink's confirms: `unconfirmed` rows of the batch
+    stay pending (and are handed out again later); the confirmed ones before them were
+    marked."""
+
+    def __init__(self, message: str, *, unconfirmed: int) -> None:
+        super().__init__(message)
+        self.unconfirmed = unconfirmed
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_not_confirmed, (str(self), self.unconfirmed))
+
+
+def _not_confirmed(message: str, unconfirmed: int) -> NotConfirmed:
+    return NotConfirmed(message, unconfirmed=unconfirmed)
 
 _log = logging.getLogger("fsmc")
 _names = itertools.count(1)
@@ -59,22 +98,29 @@ def relay_name() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{next(_names)}"
 
 
-def relay_pass(store: SqlStore, bus: Bus, *, batch: int = 100, limit: int | None = None,
+def relay_pass(store: SqlStore, target: Target, *, batch: int = 100, limit: int | None = None,
                lease: float = 60.0, name: str | None = None,
-               counted: Callable[[int], object] | None = None) -> int:
+               counted: Callable[[int], object] | None = None, confirm_timeout: float = 30.0,
+               abandon: Callable[[], bool] | None = None) -> int:
     """Deliver pending rows until none is left that this relay may take (or `limit` rows were
-    posted); return how many were posted. `counted(n)` is told of every batch marked
-    delivered, also when a later post fails and the pass raises."""
+    delivered); return how many were delivered. `counted(n)` is told of every batch marked
+    delivered, also when a later batch fails and the pass raises. With a confirming sink, a
+    batch waits up to `confirm_timeout` seconds for its confirms, less if `abandon()` turns
+    true meanwhile (checked every 0.1 s); then `NotConfirmed` is raised."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    if confirm_timeout <= 0:
+        raise ValueError(f"confirm_timeout must be positive, got {confirm_timeout}")
     deliver = _deliver_locked if store._row_locks else _deliver_leased
+    hand_out = _confirmed_by(target, confirm_timeout, abandon or _never) \
+        if isinstance(target, ConfirmingSink) else _posted_to(target)
     owner = name or relay_name()
     total = 0
     while limit is None or total < limit:
         size = batch if limit is None else min(batch, limit - total)
         posted: list[int] = []
         try:
-            deliver(store, bus, size, lease, owner, posted)
+            deliver(store, hand_out, size, lease, owner, posted)
         finally:
             if posted and counted is not None:
                 counted(len(posted))
@@ -82,6 +128,48 @@ def relay_pass(store: SqlStore, bus: Bus, *, batch: int = 100, limit: int | None
             break
         total += len(posted)
     return total
+
+
+def _never() -> bool:
+    return False
+
+
+Row = Sequence[Any]  # (id, machine, resource_id, body), in id order
+HandOut = Callable[[Sequence[Row], list[int]], None]
+
+
+def _posted_to(bus: Bus) -> HandOut:
+    def hand_out(rows: Sequence[Row], done: list[int]) -> None:
+        """Post rows in order, noting each id once its post returned."""
+        for row_id, _machine, _resource, body in rows:
+            bus.post(StateChanged.from_dict(json.loads(body)))
+            done.append(row_id)
+
+    return hand_out
+
+
+def _confirmed_by(sink: ConfirmingSink, timeout: float, abandon: Callable[[], bool]) -> HandOut:
+    def hand_out(rows: Sequence[Row], done: list[int]) -> None:
+        """Send the rows as one batch and wait for its confirms; note the ids of the
+        confirmed rows that have no unconfirmed row of their resource before them."""
+        confirmation = sink.send([StateChanged.from_dict(json.loads(row[3])) for row in rows])
+        deadline = time.monotonic() + timeout
+        while not confirmation.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if confirmation.done or abandon() or time.monotonic() >= deadline:
+                break
+        blocked: set[tuple[str, str]] = set()
+        for (row_id, machine, resource, _body), confirmed in zip(
+                rows, confirmation.confirmed_flags(), strict=True):
+            if confirmed and (machine, resource) not in blocked:
+                done.append(row_id)
+            else:
+                blocked.add((machine, resource))
+        left = len(rows) - len(done)
+        if left:
+            raise NotConfirmed(f"{left} of {len(rows)} outbox rows not confirmed by {sink!r} "
+                               f"({confirmation!r}); they stay pending", unconfirmed=left)
+
+    return hand_out
 
 
 def _pending() -> ColumnElement[bool]:
@@ -93,11 +181,7 @@ def _same_resource(other: Any) -> ColumnElement[bool]:
                 other.c.resource_id == OUTBOX.c.resource_id, other.c.delivered_at.is_(None))
 
 
-def _post_all(bus: Bus, rows: Iterable[Sequence[Any]], posted: list[int]) -> None:
-    """Post (id, body) rows in order, noting each id once its post returned."""
-    for row_id, body in rows:
-        bus.post(StateChanged.from_dict(json.loads(body)))
-        posted.append(row_id)
+_ROW = (OUTBOX.c.id, OUTBOX.c.machine, OUTBOX.c.resource_id, OUTBOX.c.body)
 
 
 def _mark(conn: Connection, ids: list[int]) -> None:
@@ -108,10 +192,11 @@ def _mark(conn: Connection, ids: list[int]) -> None:
 
 # -- PostgreSQL: row locks -----------------------------------------------------------------------
 
-def _deliver_locked(store: SqlStore, bus: Bus, size: int, lease: float, owner: str,
+def _deliver_locked(store: SqlStore, hand_out: HandOut, size: int, lease: float, owner: str,
                     posted: list[int]) -> None:
-    """Lock the first pending row of up to `size` resources, post those resources' pending
-    rows, mark them, commit: all in one transaction. `posted` gets the ids marked."""
+    """Lock the first pending row of up to `size` resources, hand out the first `size` of
+    those resources' pending rows, mark them, commit: all in one transaction. `posted` gets
+    the ids marked."""
     earlier = OUTBOX.alias("earlier")
     heads = (select(OUTBOX.c.machine, OUTBOX.c.resource_id)
              .where(_pending(), ~exists().where(_same_resource(earlier),
@@ -125,45 +210,47 @@ def _deliver_locked(store: SqlStore, bus: Bus, size: int, lease: float, owner: s
                 transaction.rollback()
                 return
             rows = conn.execute(
-                select(OUTBOX.c.id, OUTBOX.c.body)
+                select(*_ROW)
                 .where(_pending(), tuple_(OUTBOX.c.machine, OUTBOX.c.resource_id).in_(owned))
-                .order_by(OUTBOX.c.id)).all()
+                .order_by(OUTBOX.c.id).limit(size)).all()
             try:
-                _post_all(bus, rows, posted)
+                hand_out(rows, posted)
             finally:
                 _mark(conn, posted)
                 transaction.commit()
         except BaseException:
             if transaction.is_active:
                 transaction.rollback()
-                posted.clear()  # not marked after all: they will be posted again
+                posted.clear()  # not marked after all: they will be handed out again
             raise
 
 
 # -- SQLite and others: leases -------------------------------------------------------------------
 
-def _deliver_leased(store: SqlStore, bus: Bus, size: int, lease: float, owner: str,
+def _deliver_leased(store: SqlStore, hand_out: HandOut, size: int, lease: float, owner: str,
                     posted: list[int]) -> None:
-    """Claim up to `size` rows (one statement), post them with no transaction open, then mark
-    them delivered (and give back any left unposted). `posted` gets the ids marked."""
+    """Claim up to `size` rows (one statement), hand them out with no transaction open, then
+    mark them delivered (and give back any left unmarked). `posted` gets the ids marked.
+    Leases taken under `owner` before (by an earlier life of this relay) count as free."""
     token = f"{owner}#{time.monotonic_ns()}"
+    mine = OUTBOX.c.claimed_by.startswith(f"{owner}#", autoescape=True)
     now = time.time()
     leased = OUTBOX.alias("leased")
     free = ~exists().where(_same_resource(leased), leased.c.claimed_until > now,
-                           leased.c.claimed_by != token)
+                           ~leased.c.claimed_by.startswith(f"{owner}#", autoescape=True))
     claimable = select(OUTBOX.c.id).where(_pending(), free).order_by(OUTBOX.c.id).limit(size)
-    unleased = OUTBOX.c.claimed_until.is_(None) | (OUTBOX.c.claimed_until <= now)
+    unleased = OUTBOX.c.claimed_until.is_(None) | (OUTBOX.c.claimed_until <= now) | mine
     with store._connection(join=False) as conn:
         conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(claimable), _pending(), unleased)
                      .values(claimed_by=token, claimed_until=now + lease))
-        rows = conn.execute(select(OUTBOX.c.id, OUTBOX.c.body)
+        rows = conn.execute(select(*_ROW)
                             .where(OUTBOX.c.claimed_by == token, _pending())
                             .order_by(OUTBOX.c.id)).all()
     if not rows:
         return
     done: list[int] = []
     try:
-        _post_all(bus, rows, done)
+        hand_out(rows, done)
     finally:
         with store._connection(join=False) as conn:
             _mark(conn, done)
@@ -176,29 +263,39 @@ def _deliver_leased(store: SqlStore, bus: Bus, size: int, lease: float, owner: s
 # -- the background relay ----------------------------------------------------------------------
 
 class OutboxRelay:
-    """Runs `store.relay(bus)` in a daemon thread until `stop()`.
+    """Runs `relay_pass(store, target)` in a daemon thread until `stop()`.
 
     A pass starts at once when a bound machine of `store` commits in this process, otherwise
-    every `interval` seconds. A failing pass (database away, a bus that raises) is reported to
-    `on_error(exc)` (default: logged on the `fsmc` logger) and retried after a pause that
-    doubles up to `max_backoff` seconds. `delivered` counts the events posted so far."""
+    every `interval` seconds. A failing pass (database away, a bus that raises, a broker that
+    does not confirm within `confirm_timeout`) is reported to `on_error(exc)` (default:
+    logged on the `fsmc` logger) and retried after a pause that doubles from `interval` up to
+    `max_backoff` seconds, each pause drawn between half and all of that (jitter, so relays
+    that failed together do not retry together). `delivered` counts the rows marked
+    delivered so far."""
 
-    def __init__(self, store: SqlStore, bus: Bus, *, interval: float = 1.0, batch: int = 100,
-                 lease: float = 60.0, max_backoff: float = 30.0,
+    def __init__(self, store: SqlStore, target: Target, *, interval: float = 1.0,
+                 batch: int = 100, lease: float = 60.0, max_backoff: float = 30.0,
                  on_error: Callable[[Exception], object] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, confirm_timeout: float = 30.0) -> None:
         self.store = store
-        self.bus = bus
+        self.target = target
         self.interval = interval
         self.batch = batch
         self.lease = lease
         self.max_backoff = max_backoff
+        self.confirm_timeout = confirm_timeout
         self.name = name or relay_name()
         self.delivered = 0
         self._on_error = on_error or _log_error
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._abandon = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def bus(self) -> Target:
+        """The target (the name from when it could only be a bus)."""
+        return self.target
 
     def start(self) -> OutboxRelay:
         if self._thread is not None:
@@ -210,17 +307,23 @@ class OutboxRelay:
         return self
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish the current pass, run one last pass, and stop the thread."""
+        """Finish the current pass, run one last pass unless that one failed, and stop the
+        thread. With a `timeout`, a batch still waiting for confirms after it is given up:
+        its rows stay pending for the next relay (nothing unconfirmed is ever marked)."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._abandon.set()
+                self._thread.join(1.0)
         self.store._remove_waker(self._wake)
 
     def run_once(self) -> int:
         """One pass in the calling thread."""
-        return relay_pass(self.store, self.bus, batch=self.batch, lease=self.lease,
-                          name=self.name, counted=self._count)
+        return relay_pass(self.store, self.target, batch=self.batch, lease=self.lease,
+                          name=self.name, counted=self._count,
+                          confirm_timeout=self.confirm_timeout, abandon=self._abandon.is_set)
 
     def _count(self, posted: int) -> None:
         self.delivered += posted
@@ -237,12 +340,15 @@ class OutboxRelay:
                 failures += 1
                 _report(self._on_error, error)
                 posted = 0
-            if stopping:
+            if stopping or (failures and self._stopping.is_set()):
                 return
             if not posted:
-                pause = self.interval if not failures else min(
-                    self.max_backoff, self.interval * 2 ** (failures - 1))
-                self._wake.wait(pause)
+                self._wake.wait(self.interval if not failures else self.backoff(failures))
+
+    def backoff(self, failures: int) -> float:
+        """The pause after `failures` failed passes in a row."""
+        ceiling = min(self.max_backoff, self.interval * 2 ** min(failures - 1, 60))
+        return random.uniform(ceiling / 2, ceiling)
 
     def __enter__(self) -> OutboxRelay:
         return self.start()
