@@ -52,11 +52,12 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, exists, select, tuple_, update
+from sqlalchemy import Connection, func, select, tuple_, update
 from sqlalchemy.sql import ColumnElement
 
 from .confirm import ConfirmingSink
@@ -103,31 +104,63 @@ def relay_pass(store: SqlStore, target: Target, *, batch: int = 100, limit: int 
                counted: Callable[[int], object] | None = None, confirm_timeout: float = 30.0,
                abandon: Callable[[], bool] | None = None) -> int:
     """Deliver pending rows until none is left that this relay may take (or `limit` rows were
-    delivered); return how many were delivered. `counted(n)` is told of every batch marked
-    delivered, also when a later batch fails and the pass raises. With a confirming sink, a
-    batch waits up to `confirm_timeout` seconds for its confirms, less if `abandon()` turns
-    true meanwhile (checked every 0.1 s); then `NotConfirmed` is raised."""
+    taken); return how many were marked delivered. `counted(n)` is told of every batch
+    marked, also when a later batch fails and the pass raises.
+
+    With a confirming sink, the next batch is taken and sent while the previous one waits for
+    its confirms (two batches in flight, so the database and the broker work at the same
+    time); a batch waits up to `confirm_timeout` seconds for its confirms, less if `abandon()`
+    turns true meanwhile (checked every 0.1 s); then `NotConfirmed` is raised."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     if confirm_timeout <= 0:
         raise ValueError(f"confirm_timeout must be positive, got {confirm_timeout}")
-    deliver = _deliver_locked if store._row_locks else _deliver_leased
-    hand_out = _confirmed_by(target, confirm_timeout, abandon or _never) \
-        if isinstance(target, ConfirmingSink) else _posted_to(target)
-    owner = name or relay_name()
-    total = 0
-    while limit is None or total < limit:
-        size = batch if limit is None else min(batch, limit - total)
-        posted: list[int] = []
-        try:
-            deliver(store, hand_out, size, lease, owner, posted)
-        finally:
-            if posted and counted is not None:
-                counted(len(posted))
-        if not posted:
-            break
-        total += len(posted)
-    return total
+    rows_of: Source = _Locks(store) if store._row_locks else _Leases(store, lease,
+                                                                     name or relay_name())
+    if isinstance(target, ConfirmingSink):
+        sink = target
+
+        def hand_out(rows: Sequence[Row]) -> Outcome:
+            return _Confirmed(sink, rows, confirm_timeout, abandon or _never)
+        depth = 2
+    else:
+        bus = target
+
+        def hand_out(rows: Sequence[Row]) -> Outcome:
+            return _Posted(bus, rows)
+        depth = 1
+    in_flight: deque[tuple[Taken, Outcome]] = deque()
+    blocked: set[tuple[str, str]] = set()  # resources with a row left pending in this pass
+    taken = marked = 0
+    drained = False
+    try:
+        while True:
+            if len(in_flight) < depth and not drained and (limit is None or taken < limit):
+                size = batch if limit is None else min(batch, limit - taken)
+                next_batch = rows_of.take(size, [each for each, _ in in_flight])
+                if next_batch is None:
+                    drained = not in_flight  # else what the batches in flight hold may free
+                else:
+                    taken += len(next_batch.rows)
+                    in_flight.append((next_batch, hand_out(next_batch.rows)))
+                    continue
+            if not in_flight:
+                return marked
+            done, outcome = in_flight[0]
+            ids = outcome.delivered(blocked, wait=True)
+            in_flight.popleft()
+            rows_of.settle(done, ids)
+            marked += len(ids)
+            if ids and counted is not None:
+                counted(len(ids))
+            outcome.raise_if_failed(len(ids))
+    finally:
+        while in_flight:  # a batch failed: mark what the others have delivered by now
+            done, outcome = in_flight.popleft()
+            ids = outcome.delivered(blocked, wait=False)
+            rows_of.settle(done, ids)
+            if ids and counted is not None:
+                counted(len(ids))
 
 
 def _never() -> bool:
@@ -135,50 +168,87 @@ def _never() -> bool:
 
 
 Row = Sequence[Any]  # (id, machine, resource_id, body), in id order
-HandOut = Callable[[Sequence[Row], list[int]], None]
 
 
-def _posted_to(bus: Bus) -> HandOut:
-    def hand_out(rows: Sequence[Row], done: list[int]) -> None:
-        """Post rows in order, noting each id once its post returned."""
-        for row_id, _machine, _resource, body in rows:
-            bus.post(StateChanged.from_dict(json.loads(body)))
-            done.append(row_id)
-
-    return hand_out
+def _event(row: Row) -> StateChanged:
+    return StateChanged.from_dict(json.loads(row[3]))
 
 
-def _confirmed_by(sink: ConfirmingSink, timeout: float, abandon: Callable[[], bool]) -> HandOut:
-    def hand_out(rows: Sequence[Row], done: list[int]) -> None:
-        """Send the rows as one batch and wait for its confirms; note the ids of the
-        confirmed rows that have no unconfirmed row of their resource before them."""
-        confirmation = sink.send([StateChanged.from_dict(json.loads(row[3])) for row in rows])
-        deadline = time.monotonic() + timeout
-        while not confirmation.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
-            if confirmation.done or abandon() or time.monotonic() >= deadline:
+class Outcome:
+    """What became of one batch handed out: which rows the target has."""
+
+    def delivered(self, blocked: set[tuple[str, str]], *, wait: bool) -> list[int]:
+        """The ids of the rows delivered that have no undelivered row of their resource
+        before them (in this batch or an earlier one: `blocked`, which this extends)."""
+        raise NotImplementedError
+
+    def raise_if_failed(self, marked: int) -> None:
+        raise NotImplementedError
+
+
+def _prefix(rows: Sequence[Row], has: Sequence[bool], blocked: set[tuple[str, str]]) -> list[int]:
+    ids = []
+    for (row_id, machine, resource, _body), delivered in zip(rows, has, strict=False):
+        if delivered and (machine, resource) not in blocked:
+            ids.append(row_id)
+        else:
+            blocked.add((machine, resource))
+    for _row_id, machine, resource, _body in rows[len(has):]:
+        blocked.add((machine, resource))
+    return ids
+
+
+class _Posted(Outcome):
+    """Posted to a bus now, in order, until a post raised."""
+
+    def __init__(self, bus: Bus, rows: Sequence[Row]) -> None:
+        self.rows = rows
+        self.posted: list[bool] = []
+        self.error: BaseException | None = None
+        try:
+            for row in rows:
+                bus.post(_event(row))
+                self.posted.append(True)
+        except BaseException as error:
+            self.error = error
+
+    def delivered(self, blocked: set[tuple[str, str]], *, wait: bool) -> list[int]:
+        return _prefix(self.rows, self.posted, blocked)
+
+    def raise_if_failed(self, marked: int) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class _Confirmed(Outcome):
+    """Sent to a confirming sink as one batch; delivered once confirmed."""
+
+    def __init__(self, sink: ConfirmingSink, rows: Sequence[Row], timeout: float,
+                 abandon: Callable[[], bool]) -> None:
+        self.sink = sink
+        self.rows = rows
+        self.abandon = abandon
+        self.deadline = time.monotonic() + timeout
+        self.confirmation = sink.send([_event(row) for row in rows])
+
+    def delivered(self, blocked: set[tuple[str, str]], *, wait: bool) -> list[int]:
+        confirmation = self.confirmation
+        while wait and not confirmation.wait(
+                min(0.1, max(0.0, self.deadline - time.monotonic()))):
+            if confirmation.done or self.abandon() or time.monotonic() >= self.deadline:
                 break
-        blocked: set[tuple[str, str]] = set()
-        for (row_id, machine, resource, _body), confirmed in zip(
-                rows, confirmation.confirmed_flags(), strict=True):
-            if confirmed and (machine, resource) not in blocked:
-                done.append(row_id)
-            else:
-                blocked.add((machine, resource))
-        left = len(rows) - len(done)
-        if left:
-            raise NotConfirmed(f"{left} of {len(rows)} outbox rows not confirmed by {sink!r} "
-                               f"({confirmation!r}); they stay pending", unconfirmed=left)
+        return _prefix(self.rows, confirmation.confirmed_flags(), blocked)
 
-    return hand_out
+    def raise_if_failed(self, marked: int) -> None:
+        left = len(self.rows) - marked
+        if left:
+            raise NotConfirmed(f"{left} of {len(self.rows)} outbox rows not confirmed by "
+                               f"{self.sink!r} ({self.confirmation!r}); they stay pending",
+                               unconfirmed=left)
 
 
 def _pending() -> ColumnElement[bool]:
     return OUTBOX.c.delivered_at.is_(None)
-
-
-def _same_resource(other: Any) -> ColumnElement[bool]:
-    return and_(other.c.machine == OUTBOX.c.machine,
-                other.c.resource_id == OUTBOX.c.resource_id, other.c.delivered_at.is_(None))
 
 
 _ROW = (OUTBOX.c.id, OUTBOX.c.machine, OUTBOX.c.resource_id, OUTBOX.c.body)
@@ -190,74 +260,133 @@ def _mark(conn: Connection, ids: list[int]) -> None:
             delivered_at=datetime.now(UTC), claimed_until=None))
 
 
+class Taken:
+    """Rows a relay took, and what it holds them with (a transaction or a lease token)."""
+
+    def __init__(self, rows: Sequence[Row], token: str = "",
+                 conn: Connection | None = None) -> None:
+        self.rows = rows
+        self.token = token
+        self.conn = conn
+
+
+class Source:
+    """Where a relay takes rows from, and marks them."""
+
+    def take(self, size: int, in_flight: list[Taken]) -> Taken | None:
+        raise NotImplementedError
+
+    def settle(self, taken: Taken, ids: list[int]) -> None:
+        raise NotImplementedError
+
+
 # -- PostgreSQL: row locks -----------------------------------------------------------------------
 
-def _deliver_locked(store: SqlStore, hand_out: HandOut, size: int, lease: float, owner: str,
-                    posted: list[int]) -> None:
-    """Lock the first pending row of up to `size` resources, hand out the first `size` of
-    those resources' pending rows, mark them, commit: all in one transaction. `posted` gets
-    the ids marked."""
-    earlier = OUTBOX.alias("earlier")
-    heads = (select(OUTBOX.c.machine, OUTBOX.c.resource_id)
-             .where(_pending(), ~exists().where(_same_resource(earlier),
-                                                 earlier.c.id < OUTBOX.c.id))
-             .order_by(OUTBOX.c.id).limit(size).with_for_update(skip_locked=True))
-    with store.engine.connect() as conn:
-        transaction = conn.begin()
+def _among(resources: Sequence[tuple[Any, ...]]) -> ColumnElement[bool]:
+    return tuple_(OUTBOX.c.machine, OUTBOX.c.resource_id).in_(resources)
+
+
+class _Locks(Source):
+    """Lock the first pending row of up to `size` resources and take the first `size` of
+    those resources' pending rows (locked too), in a transaction that marks them and commits
+    once they are delivered (`settle`)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    def take(self, size: int, in_flight: list[Taken]) -> Taken | None:
+        # Each resource's first pending row, oldest first (one pass over the pending rows'
+        # index), then locked unless another relay holds it (or has delivered it meanwhile:
+        # a resource's first pending row changes only by being delivered).
+        first = (select(func.min(OUTBOX.c.id)).where(_pending())
+                 .group_by(OUTBOX.c.machine, OUTBOX.c.resource_id)
+                 .order_by(func.min(OUTBOX.c.id)).limit(size))
+        heads = (select(OUTBOX.c.machine, OUTBOX.c.resource_id)
+                 .where(OUTBOX.c.id.in_(first.scalar_subquery()), _pending())
+                 .with_for_update(skip_locked=True))
+        # Resources whose heads a batch in flight has locked: this batch may take their
+        # rows after those in flight, locking them (so that once that batch commits, no
+        # other relay takes them: their first pending row is locked by this transaction).
+        ours = {(row[1], row[2]) for each in in_flight for row in each.rows}
+        sent = [row[0] for each in in_flight for row in each.rows]
+        conn = self.store.engine.connect()
         try:
+            conn.begin()
             owned = [tuple(row) for row in conn.execute(heads)]
-            if not owned:
-                transaction.rollback()
-                return
-            rows = conn.execute(
-                select(*_ROW)
-                .where(_pending(), tuple_(OUTBOX.c.machine, OUTBOX.c.resource_id).in_(owned))
-                .order_by(OUTBOX.c.id).limit(size)).all()
-            try:
-                hand_out(rows, posted)
-            finally:
-                _mark(conn, posted)
-                transaction.commit()
+            wanted: ColumnElement[bool] | None = _among(owned) if owned else None
+            if ours:
+                continuing = _among(sorted(ours)) & OUTBOX.c.id.not_in(sent)
+                wanted = continuing if wanted is None else wanted | continuing
+            rows = [] if wanted is None else conn.execute(
+                select(*_ROW).where(_pending(), wanted).order_by(OUTBOX.c.id).limit(size)
+                .with_for_update(of=OUTBOX)).all()
         except BaseException:
-            if transaction.is_active:
-                transaction.rollback()
-                posted.clear()  # not marked after all: they will be handed out again
+            conn.close()
             raise
+        if not rows:
+            conn.close()
+            return None
+        return Taken(rows, conn=conn)
+
+    def settle(self, taken: Taken, ids: list[int]) -> None:
+        conn = taken.conn
+        assert conn is not None
+        try:
+            _mark(conn, ids)
+            conn.commit()
+        finally:
+            conn.close()  # rolls back what was not committed: the rows stay pending
 
 
 # -- SQLite and others: leases -------------------------------------------------------------------
 
-def _deliver_leased(store: SqlStore, hand_out: HandOut, size: int, lease: float, owner: str,
-                    posted: list[int]) -> None:
-    """Claim up to `size` rows (one statement), hand them out with no transaction open, then
-    mark them delivered (and give back any left unmarked). `posted` gets the ids marked.
-    Leases taken under `owner` before (by an earlier life of this relay) count as free."""
-    token = f"{owner}#{time.monotonic_ns()}"
-    mine = OUTBOX.c.claimed_by.startswith(f"{owner}#", autoescape=True)
-    now = time.time()
-    leased = OUTBOX.alias("leased")
-    free = ~exists().where(_same_resource(leased), leased.c.claimed_until > now,
-                           ~leased.c.claimed_by.startswith(f"{owner}#", autoescape=True))
-    claimable = select(OUTBOX.c.id).where(_pending(), free).order_by(OUTBOX.c.id).limit(size)
-    unleased = OUTBOX.c.claimed_until.is_(None) | (OUTBOX.c.claimed_until <= now) | mine
-    with store._connection(join=False) as conn:
-        conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(claimable), _pending(), unleased)
-                     .values(claimed_by=token, claimed_until=now + lease))
-        rows = conn.execute(select(*_ROW)
-                            .where(OUTBOX.c.claimed_by == token, _pending())
-                            .order_by(OUTBOX.c.id)).all()
-    if not rows:
-        return
-    done: list[int] = []
-    try:
-        hand_out(rows, done)
-    finally:
-        with store._connection(join=False) as conn:
-            _mark(conn, done)
-            conn.execute(update(OUTBOX)
-                         .where(OUTBOX.c.claimed_by == token, _pending())
-                         .values(claimed_by=None, claimed_until=None))
-        posted.extend(done)
+class _Leases(Source):
+    """Claim up to `size` rows (one statement) under a token of `owner`'s; hand them out with
+    no transaction open; then mark them delivered and give back any left unmarked. Leases
+    taken under `owner` before (by an earlier life of this relay), other than those of the
+    batches in flight, count as free."""
+
+    def __init__(self, store: SqlStore, lease: float, owner: str) -> None:
+        self.store = store
+        self.lease = lease
+        self.owner = owner
+
+    def take(self, size: int, in_flight: list[Taken]) -> Taken | None:
+        token = f"{self.owner}#{time.monotonic_ns()}"
+        busy = [each.token for each in in_flight]
+        now = time.time()
+        leased = OUTBOX.alias("leased")
+        # The resources others hold, found once (one pass over the pending rows), not once
+        # per candidate row. Rows of this relay's batches in flight are not others': the
+        # next batch may take the rows after them (they are sent after them, in order).
+        held = select(leased.c.machine, leased.c.resource_id).where(
+            leased.c.delivered_at.is_(None), leased.c.claimed_until > now,
+            ~leased.c.claimed_by.startswith(f"{self.owner}#", autoescape=True))
+        free: ColumnElement[bool] = tuple_(OUTBOX.c.machine, OUTBOX.c.resource_id).not_in(held)
+        if busy:
+            free = free & (OUTBOX.c.claimed_by.is_(None) | OUTBOX.c.claimed_by.not_in(busy))
+        claimable = select(OUTBOX.c.id).where(_pending(), free).order_by(OUTBOX.c.id) \
+            .limit(size)
+        mine: ColumnElement[bool] = OUTBOX.c.claimed_by.startswith(f"{self.owner}#",
+                                                                   autoescape=True)
+        if busy:
+            mine = mine & OUTBOX.c.claimed_by.not_in(busy)
+        unleased = OUTBOX.c.claimed_until.is_(None) | (OUTBOX.c.claimed_until <= now) | mine
+        with self.store._connection(join=False) as conn:
+            conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(claimable), _pending(), unleased)
+                         .values(claimed_by=token, claimed_until=now + self.lease))
+            rows = conn.execute(select(*_ROW)
+                                .where(OUTBOX.c.claimed_by == token, _pending())
+                                .order_by(OUTBOX.c.id)).all()
+        return Taken(rows, token=token) if rows else None
+
+    def settle(self, taken: Taken, ids: list[int]) -> None:
+        with self.store._connection(join=False) as conn:
+            _mark(conn, ids)
+            if len(ids) < len(taken.rows):
+                conn.execute(update(OUTBOX)
+                             .where(OUTBOX.c.claimed_by == taken.token, _pending())
+                             .values(claimed_by=None, claimed_until=None))
 
 
 # -- the background relay ----------------------------------------------------------------------
