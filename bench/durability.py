@@ -38,7 +38,7 @@ from fsmc.runtime.store import SqlStore
 from fsmc.runtime.store_sql import OUTBOX
 from sqlalchemy import update
 
-from bench.amqp import sample_events
+from bench.amqp import print_rates, publisher, sample_events
 from generated.virtual_machine import VirtualMachine
 
 BATCH = 500
@@ -46,14 +46,7 @@ TARGET = 0.70
 
 
 def publisher_rate(url: str, events: list[StateChanged]) -> float:
-    publisher = AmqpPublisher(url, f"bench.{uuid.uuid4().hex[:8]}", buffer=len(events) + 1)
-    if not publisher.wait_connected(30):
-        raise RuntimeError("AmqpPublisher did not connect")
-    started = time.perf_counter()
-    for event in events:
-        publisher(event)
-    publisher.close(timeout=300)
-    return len(events) / (time.perf_counter() - started)
+    return len(events) / publisher(url, f"bench.{uuid.uuid4().hex[:8]}", events)
 
 
 def filled_store(url: str, count: int) -> SqlStore:
@@ -71,15 +64,15 @@ def relay_rate(url: str, store: SqlStore, count: int) -> float:
     with store.engine.begin() as conn:  # pending again (not timed)
         conn.execute(update(OUTBOX).values(delivered_at=None, claimed_by=None,
                                            claimed_until=None))
-    publisher = AmqpPublisher(url, f"bench.{uuid.uuid4().hex[:8]}", buffer=4 * BATCH)
+    bridge = AmqpPublisher(url, f"bench.{uuid.uuid4().hex[:8]}", buffer=4 * BATCH)
     try:
-        if not publisher.wait_connected(30):
+        if not bridge.wait_connected(30):
             raise RuntimeError("AmqpPublisher did not connect")
         started = time.perf_counter()
-        delivered = store.relay(publisher, batch=BATCH)
+        delivered = store.relay(bridge, batch=BATCH)
         elapsed = time.perf_counter() - started
     finally:
-        publisher.close(timeout=60)
+        bridge.close(timeout=60)
     if delivered != count or store.pending():
         raise RuntimeError(f"the relay delivered {delivered} of {count}")
     return count / elapsed
@@ -88,15 +81,15 @@ def relay_rate(url: str, store: SqlStore, count: int) -> float:
 def posting(url: str, events: list[StateChanged], posters: int,
             journal: Path | None) -> tuple[float, list[float]]:
     """Posts/s and each post's latency (s) with `posters` threads sharing `events`."""
-    publisher = AmqpPublisher(url, f"bench.{uuid.uuid4().hex[:8]}", buffer=len(events) + 1,
+    bridge = AmqpPublisher(url, f"bench.{uuid.uuid4().hex[:8]}", buffer=len(events) + 1,
                               journal_path=journal)
-    if not publisher.wait_connected(30):
+    if not bridge.wait_connected(30):
         raise RuntimeError("AmqpPublisher did not connect")
     latencies: list[list[float]] = [[] for _ in range(posters)]
     start = threading.Barrier(posters + 1)
 
     def poster(index: int) -> None:
-        mine, clock, post = latencies[index], time.perf_counter, publisher.publish
+        mine, clock, post = latencies[index], time.perf_counter, bridge.publish
         start.wait()
         for event in events[index::posters]:
             before = clock()
@@ -111,7 +104,7 @@ def posting(url: str, events: list[StateChanged], posters: int,
     for thread in threads:
         thread.join()
     rate = len(events) / (time.perf_counter() - started)
-    publisher.close(timeout=300)
+    bridge.close(timeout=300)
     return rate, [value for values in latencies for value in values]
 
 
@@ -179,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     base, base_median = max(rates["AmqpPublisher"]), statistics.median(rates["AmqpPublisher"])
     print(f"confirmed events/s, {count:,} events per run, {repeat} interleaved repeats, "
           f"relay batch {BATCH}")
-    print(f"{'contender':<22} {'best':>9} {'median':>9} {'vs publisher':>13} {'(median)':>9}")
-    for name, values in rates.items():
-        best, median = max(values), statistics.median(values)
-        print(f"{name:<22} {best:>9,.0f} {median:>9,.0f} {best / base:>12.0%} "
-              f"{median / base_median:>9.0%}")
+    print_rates(rates, "AmqpPublisher", "vs publisher")
     print(f"\nposting to AmqpPublisher, {len(post_events):,} events per run, broker connected "
           f"(journal on {journal_dir})")
     print(f"{'mode':<24} {'posts/s best':>13} {'median':>9} {'p50 µs':>8} {'p99 µs':>8}")
