@@ -38,9 +38,10 @@ What it guarantees:
     name of its own that survives its restarts. One slower than its lease (keep
     `confirm_timeout` below it) may see its rows handed out a second time by another relay.
 
-`OutboxRelay(store, target)` runs passes in a background thread: at once when a bound machine
-of the same store commits in this process, otherwise every `interval` seconds (other
-processes' commits are found by polling); after a failed pass it backs off.
+`OutboxRelay(store, bus)` (`bus`: a bus or a confirming sink, the relay's target) runs passes
+in a background thread: at once when a bound machine of the same store commits in this
+process, otherwise every `interval` seconds (other processes' commits are found by polling);
+after a failed pass it backs off.
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def relay_name() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{next(_names)}"
 
 
-def relay_pass(store: SqlStore, target: Target, *, batch: int = 100, limit: int | None = None,
+def relay_pass(store: SqlStore, bus: Target, *, batch: int = 100, limit: int | None = None,
                lease: float = 60.0, name: str | None = None,
                counted: Callable[[int], object] | None = None, confirm_timeout: float = 30.0,
                abandon: Callable[[], bool] | None = None) -> int:
@@ -117,17 +118,17 @@ def relay_pass(store: SqlStore, target: Target, *, batch: int = 100, limit: int 
         raise ValueError(f"confirm_timeout must be positive, got {confirm_timeout}")
     rows_of: Source = _Locks(store) if store._row_locks else _Leases(store, lease,
                                                                      name or relay_name())
-    if isinstance(target, ConfirmingSink):
-        sink = target
+    if isinstance(bus, ConfirmingSink):
+        sink = bus
 
         def hand_out(rows: Sequence[Row]) -> Outcome:
             return _Confirmed(sink, rows, confirm_timeout, abandon or _never)
         depth = 2
     else:
-        bus = target
+        plain = bus
 
         def hand_out(rows: Sequence[Row]) -> Outcome:
-            return _Posted(bus, rows)
+            return _Posted(plain, rows)
         depth = 1
     in_flight: deque[tuple[Taken, Outcome]] = deque()
     blocked: set[tuple[str, str]] = set()  # resources with a row left pending in this pass
@@ -392,7 +393,7 @@ class _Leases(Source):
 # -- the background relay ----------------------------------------------------------------------
 
 class OutboxRelay:
-    """Runs `relay_pass(store, target)` in a daemon thread until `stop()`.
+    """Runs `relay_pass(store, bus)` (a bus or a confirming sink) in a daemon thread until `stop()`.
 
     A pass starts at once when a bound machine of `store` commits in this process, otherwise
     every `interval` seconds. A failing pass (database away, a bus that raises, a broker that
@@ -402,12 +403,12 @@ class OutboxRelay:
     that failed together do not retry together). `delivered` counts the rows marked
     delivered so far."""
 
-    def __init__(self, store: SqlStore, target: Target, *, interval: float = 1.0,
+    def __init__(self, store: SqlStore, bus: Target, *, interval: float = 1.0,
                  batch: int = 100, lease: float = 60.0, max_backoff: float = 30.0,
                  on_error: Callable[[Exception], object] | None = None,
                  name: str | None = None, confirm_timeout: float = 30.0) -> None:
         self.store = store
-        self.target = target
+        self.bus = bus  # an event bus, or a confirming sink such as an AmqpPublisher
         self.interval = interval
         self.batch = batch
         self.lease = lease
@@ -420,11 +421,6 @@ class OutboxRelay:
         self._stopping = threading.Event()
         self._abandon = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @property
-    def bus(self) -> Target:
-        """The target (the name from when it could only be a bus)."""
-        return self.target
 
     def start(self) -> OutboxRelay:
         if self._thread is not None:
@@ -450,7 +446,7 @@ class OutboxRelay:
 
     def run_once(self) -> int:
         """One pass in the calling thread."""
-        return relay_pass(self.store, self.target, batch=self.batch, lease=self.lease,
+        return relay_pass(self.store, self.bus, batch=self.batch, lease=self.lease,
                           name=self.name, counted=self._count,
                           confirm_timeout=self.confirm_timeout, abandon=self._abandon.is_set)
 
