@@ -6,6 +6,8 @@
     python -m bench --only bus --only async --json out.json
     python -m bench --store         # also run `python -m bench.store` (persisted transitions)
     python -m bench --amqp          # also run `python -m bench.amqp` (RabbitMQ publisher)
+    python -m bench --amqp --store  # both, and `python -m bench.durability` (outbox relay
+                                    # with confirms, crash-safe journal)
     python -m bench --notify        # also run `python -m bench.notify` (SSE latency, webhooks)
 
 Cases: transition (1), memory (2), bus (3), async (4), compile (5), verify (6: assertions,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -47,10 +50,16 @@ EXTERNAL = {
     "notify": ("bench.notify", "8. Notification service: SSE latency, webhook rate "
                                "(python -m bench.notify)"),
 }
+# Run when all of their flags are given.
+COMBINED = {
+    "durability": (("amqp", "store"), "bench.durability",
+                   "9. Durability: relay with confirms, crash-safe journal "
+                   "(python -m bench.durability)"),
+}
 
 
 def run_external(name: str, quick: bool) -> Section:
-    module, title = EXTERNAL[name]
+    module, title = EXTERNAL[name] if name in EXTERNAL else COMBINED[name][1:]
     section = Section(name, title)
     command = [sys.executable, "-m", module, *(["--quick"] if quick else [])]
     try:
@@ -63,8 +72,22 @@ def run_external(name: str, quick: bool) -> Section:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         section.notes.append(f"python -m {module} failed (exit {done.returncode}): {tail[0]}")
     else:
-        section.raw = done.stdout.rstrip()
+        read_output(section, done.stdout)
     return section
+
+
+def read_output(section: Section, output: str) -> None:
+    """A script's output shown as is, but its `@target {json}` lines (text, value, op, limit,
+    measured) become the section's target verdicts."""
+    kept = []
+    for line in output.rstrip().splitlines():
+        if line.startswith("@target "):
+            target = json.loads(line.removeprefix("@target "))
+            section.target(target["text"], target["value"], target["op"], target["limit"],
+                           target["measured"])
+        else:
+            kept.append(line)
+    section.raw = "\n".join(kept)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         section.seconds = time.perf_counter() - start
         sections.append(section)
-    for name in EXTERNAL:
-        if getattr(args, name):
+    for name in [*EXTERNAL, *COMBINED]:
+        if all(getattr(args, flag) for flag in COMBINED[name][0]) if name in COMBINED \
+                else getattr(args, name):
             print(f"running {name}...", flush=True)
             start = time.perf_counter()
             sections.append(run_external(name, args.quick))

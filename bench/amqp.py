@@ -149,6 +149,16 @@ def run(url: str, count: int, repeat: int) -> dict[str, list[float]]:
     return rates
 
 
+def print_rates(rates: dict[str, list[float]], baseline: str, against: str) -> None:
+    """A table of rates: best, median, and each as a ratio to `baseline`'s."""
+    best_base, median_base = max(rates[baseline]), statistics.median(rates[baseline])
+    print(f"{'contender':<28} {'best':>9} {'median':>9} {against:>14} {'(median)':>9}")
+    for name, values in rates.items():
+        best, median = max(values), statistics.median(values)
+        print(f"{name:<28} {best:>9,.0f} {median:>9,.0f} {best / best_base:>13.0%} "
+              f"{median / median_base:>9.0%}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,15 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-    baseline = max(rates["raw pika, async confirms"])
-    baseline_median = statistics.median(rates["raw pika, async confirms"])
     print(f"confirmed events/s, {count:,} events per run, {repeat} interleaved repeats "
           f"(pika {pika.__version__})")
-    print(f"{'contender':<28} {'best':>9} {'median':>9} {'vs raw (best)':>14} {'(median)':>9}")
-    for name, values in rates.items():
-        best, median = max(values), statistics.median(values)
-        print(f"{name:<28} {best:>9,.0f} {median:>9,.0f} {best / baseline:>13.0%} "
-              f"{median / baseline_median:>9.0%}")
+    print_rates(rates, "raw pika, async confirms", "vs raw (best)")
     costs = encode_costs(5)
     print("building the message body, µs per event: " + ", ".join(
         f"{name} {value:.1f}" for name, value in costs.items()))

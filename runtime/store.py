@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .confirm import ConfirmingSink
 from .dispatch import Bus
 from .errors import FsmcError
 from .machine import Machine
@@ -200,13 +201,15 @@ class SqlStore:
 
     # -- relaying -------------------------------------------------------------------------------
 
-    def relay(self, bus: Bus, *, batch: int = 100, limit: int | None = None,
-              lease: float = 60.0) -> int:
+    def relay(self, bus: Bus | ConfirmingSink, *, batch: int = 100, limit: int | None = None,
+              lease: float = 60.0, confirm_timeout: float = 30.0) -> int:
         """Deliver pending outbox rows to `bus` (one pass), in commit order per resource; mark
-        them delivered; return how many were posted. See `fsmc.runtime.outbox`."""
+        them delivered (for a confirming sink such as an `AmqpPublisher`: once it confirmed
+        them); return how many were marked. See `fsmc.runtime.outbox`."""
         from .outbox import relay_pass
 
-        return relay_pass(self, bus, batch=batch, limit=limit, lease=lease)
+        return relay_pass(self, bus, batch=batch, limit=limit, lease=lease,
+                          confirm_timeout=confirm_timeout)
 
     def _add_waker(self, waker: threading.Event) -> None:
         writer = self._writer

@@ -65,3 +65,15 @@ def test_notify_sse_latency_with_readers_in_a_process() -> None:
     assert len(run.latencies_ns) == 3 * 20 and min(run.latencies_ns) >= 0
     assert len(run.direct_ns) == 20
     assert set(summary(run.latencies_ns)) == {"p50", "p99", "max"}
+
+
+def test_target_lines_of_a_script_become_verdicts() -> None:
+    from bench.__main__ import read_output
+    from bench.report import Section
+
+    section = Section("durability", "9. Durability")
+    read_output(section, 'table line\n@target {"text": "relay >= 70%", "value": 0.5, '
+                         '"op": ">=", "limit": 0.7, "measured": "50%"}\nlast line\n')
+    assert section.raw == "table line\nlast line"
+    [verdict] = section.verdicts
+    assert (verdict.target, verdict.met, verdict.measured) == ("relay >= 70%", False, "50%")

@@ -20,6 +20,7 @@ from typing import Any
 import pika
 
 from ..events import StateChanged
+from .journal import Journal
 from .message import Outgoing, outgoing, properties
 from .spill import SpillFile, read_messages
 from .url import redacted
@@ -49,6 +50,7 @@ class BrokerLink:
     _in_transit: list[StateChanged | Outgoing]
     _counts: dict[str, int]
     _spill: SpillFile | None
+    _journal: Journal | None
     _connection: Any
     _channel: Any
     _wake_scheduled: bool
@@ -194,6 +196,7 @@ class BrokerLink:
     def _has_work(self) -> bool:
         """With the lock held: whether a drain would find something to publish."""
         return bool(self._pending) or (
+            self._journal is not None and self._journal.has_deferred()) or (
             self._spill is not None and self._spill.pending() and not self._replay_exhausted
             and not self._replay_broken)
 
@@ -210,7 +213,9 @@ class BrokerLink:
                 batch.append(self._pending.popleft())
                 room -= 1
             self._in_transit = batch  # `close` sees them until they are registered
-            if room > 0 and self._has_work():
+            if room > 0 and self._journal is not None and self._journal.has_deferred():
+                batch.extend(self._journal.read_back(room))
+            elif room > 0 and self._has_work():
                 batch.extend(self._read_replay(room))
         messages = self._encode(batch)
         sent = 0
@@ -316,9 +321,15 @@ class BrokerLink:
             self._drain()
 
     def _account(self, confirmed: list[Outgoing]) -> None:
-        """With the lock held: take confirmed messages off the books."""
-        replayed = sum(1 for message in confirmed if message.replayed)
-        self._counts["confirmed"] += len(confirmed) - replayed
+        """With the lock held: take confirmed messages off the books, tell who waits."""
+        replayed = recovered = 0
+        for message in confirmed:
+            if message.ticket is not None:
+                message.ticket(True)
+            replayed += message.replayed
+            recovered += message.recovered
+        self._counts["confirmed"] += len(confirmed) - replayed - recovered
+        self._counts["recovered"] += recovered
         if replayed:
             self._replay_outstanding -= replayed
             if self._replay_inherited:

@@ -1,9 +1,11 @@
 """What the publisher sends: a routing key, a CloudEvents body and the event id, encoded once
-(resent as is after a reconnect, written as is to the spill file)."""
+(resent as is after a reconnect, written as is to the spill file or the journal), and whom to
+tell once the broker confirmed it or the publisher gave it up (its `ticket`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pika
@@ -19,21 +21,27 @@ class Outgoing(NamedTuple):
     body: bytes
     id: str
     replayed: bool = False  # read back from the spill file
+    ticket: Callable[[bool], None] | None = None  # called, lock held: confirmed or given up
+    recovered: bool = False  # read back from a previous process's journal
 
 
 # AMQP short strings (routing keys, message ids) hold at most 255 bytes.
 _SHORT_STRING = 255
 
 
-def outgoing(event: StateChanged, source: str) -> Outgoing:
+def outgoing(event: StateChanged, source: str,
+             ticket: Callable[[bool], None] | None = None) -> Outgoing:
     """`event` ready to publish; `ValueError` if AMQP cannot carry its topic or id."""
-    return _checked(Outgoing(event.topic, encode(event, source), event.id))
+    return _checked(Outgoing(event.topic, encode(event, source), event.id, False, ticket))
 
 
-def outgoing_from_body(body: bytes, *, replayed: bool = True) -> Outgoing:
-    """An `Outgoing` rebuilt from its body (as stored in the spill file)."""
+def outgoing_from_body(body: bytes, *, replayed: bool = True,
+                       ticket: Callable[[bool], None] | None = None,
+                       recovered: bool = False) -> Outgoing:
+    """An `Outgoing` rebuilt from its body (as stored in the spill file or the journal)."""
     message: dict[str, Any] = json.loads(body)
-    return _checked(Outgoing(message["data"]["topic"], body, message["id"], replayed))
+    return _checked(Outgoing(message["data"]["topic"], body, message["id"], replayed, ticket,
+                             recovered))
 
 
 def _checked(message: Outgoing) -> Outgoing:
