@@ -13,7 +13,17 @@ from lark import Token, Tree
 
 from .diagnostics import Diagnostic, make
 from .lexer import Diverted
-from .model import Action, Guard, Machine, Name, SpecFile, StateDecl, StateKind, Transition
+from .model import (
+    Action,
+    Guard,
+    Machine,
+    Move,
+    Name,
+    SpecFile,
+    StateDecl,
+    StateKind,
+    Transition,
+)
 from .spans import SourceText, Span
 from .syntax_examples import KEYWORDS
 
@@ -91,6 +101,7 @@ class _Builder:
         doc = self.string(tokens[2]) if len(tokens) > 2 and tokens[2].type == "STRING" else None
         declarations: list[StateDecl] = []
         events: list[Name] | None = None
+        moves: list[Move] = []
         raw_transitions: list[list[Token]] = list(diverted)
         for statement in (c for c in tree.children if isinstance(c, Tree)):
             kind = statement.data
@@ -101,6 +112,8 @@ class _Builder:
                                     for t in _tokens(statement)[1:])
             elif kind == "events":
                 events = (events or []) + [self.name(t) for t in _tokens(statement)[1:]]
+            elif kind == "moved":
+                moves.append(self.move(statement))
             else:
                 raw_transitions.append(_flatten(statement))
         # Diverted and parsed transitions back in file order (the order guards are tried in).
@@ -110,7 +123,12 @@ class _Builder:
         transitions = tuple(t for raw in raw_transitions for t in self.transition(raw, non_final))
         return Machine(name, doc, tuple(declarations), transitions,
                        None if events is None else tuple(events),
-                       self.span(tokens[0]).to(self.span(tokens[-1])))
+                       self.span(tokens[0]).to(self.span(tokens[-1])), tuple(moves))
+
+    def move(self, tree: Tree[Token]) -> Move:
+        keyword, source, _arrow, target = _tokens(tree)
+        return Move(self.name(source), self.name(target),
+                    self.span(keyword).to(self.span(target)))
 
     def declaration(self, tree: Tree[Token], kind: StateKind) -> StateDecl:
         tokens = [c for c in tree.children if isinstance(c, Token)]

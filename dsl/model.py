@@ -82,9 +82,20 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """`moved source -> target`: stored rows still in the removed state `source` belong in
+    the declared state `target` (`fsmc migrate --apply` moves them)."""
+
+    source: Name
+    target: Name
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Machine:
     """A `machine` block. `declarations` keeps every state declaration in file order,
-    duplicates included; `events` is None when the machine declares no events."""
+    duplicates included; `events` is None when the machine declares no events; `moves` keeps
+    every `moved` statement in file order."""
 
     name: Name
     doc: str | None
@@ -92,6 +103,7 @@ class Machine:
     transitions: tuple[Transition, ...]
     events: tuple[Name, ...] | None = None
     span: Span | None = None
+    moves: tuple[Move, ...] = ()
 
     @property
     def states(self) -> tuple[StateDecl, ...]:
@@ -127,6 +139,14 @@ class Machine:
         for transition in self.transitions:
             names.setdefault(transition.event.text, None)
         return tuple(names)
+
+    @property
+    def moved(self) -> dict[str, str]:
+        """Each moved state's target, the first `moved` of a state winning."""
+        targets: dict[str, str] = {}
+        for move in self.moves:
+            targets.setdefault(move.source.text, move.target.text)
+        return targets
 
     @property
     def docs(self) -> dict[str, str]:

@@ -32,6 +32,13 @@ from .graph import (
     unreachable_states,
     unused_states,
 )
+from .moves import (
+    duplicate_moves,
+    move_chains,
+    move_into_final,
+    move_target_undeclared,
+    moved_state_declared,
+)
 
 MachineRule = Callable[[Machine], Iterable[Diagnostic]]
 
@@ -48,6 +55,11 @@ MACHINE_RULES: tuple[MachineRule, ...] = (
     cannot_reach_final,
     unused_states,
     inconsistent_hooks,
+    moved_state_declared,
+    move_target_undeclared,
+    move_chains,
+    duplicate_moves,
+    move_into_final,
 )
 
 
