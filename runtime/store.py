@@ -92,7 +92,8 @@ class SqlStore:
     it (your migrations use `METADATA`) an older store is refused with a `StoreSchemaError`
     saying how to migrate it. A store written by a newer fsmc is always refused. A SQLite
     file is switched to WAL mode and waits up to `sqlite_timeout` seconds for a lock;
-    `sqlite_pragmas` adds more pragmas (e.g. `{"synchronous": "NORMAL"}`). Other keywords go to `create_engine`.
+    `sqlite_pragmas` adds more pragmas (e.g. `{"synchronous": "NORMAL"}`). Other keywords go
+    to `create_engine`.
     """
 
     def __init__(self, url: str | URL | Engine, *, create_tables: bool = True,

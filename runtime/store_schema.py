@@ -26,7 +26,8 @@ from sqlalchemy.exc import DBAPIError
 from .errors import FsmcError
 from .store_sql import MACHINES, METADATA, SCHEMA
 
-__all__ = ["STEPS", "STORE_SCHEMA", "StoreSchemaError", "prepare", "stored_version"]
+__all__ = ["STEPS", "STORE_SCHEMA", "StoreSchemaError", "prepare", "prepare_connection",
+           "stored_version"]
 
 STORE_SCHEMA = 2
 _COMPONENT = "store"
@@ -69,14 +70,15 @@ def prepare(engine: Engine, *, create: bool, where: str) -> None:
     for attempt in range(3):
         try:
             with engine.begin() as conn:
-                _prepare(conn, create=create, where=where)
+                prepare_connection(conn, create=create, where=where)
             return
         except DBAPIError:
             if attempt == 2 or not create:
                 raise  # a concurrent creator: the next attempt finds its tables
 
 
-def _prepare(conn: Connection, *, create: bool, where: str) -> None:
+def prepare_connection(conn: Connection, *, create: bool, where: str) -> None:
+    """`prepare` inside the caller's transaction."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
     found, stamped = _stored(conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import build, check, demo, diff, events, notify, render, review, usage
+from . import build, check, demo, diff, events, migrate, notify, render, review, usage
 
-COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff, demo, usage, events, notify)
+COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff, demo, usage, events, notify,
+                                     migrate)
