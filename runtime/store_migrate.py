@@ -11,7 +11,9 @@ costs one scan and no memory per row. `apply_moves(engine, moves)` moves every r
 
 for each row read at version v: the same compare-and-set as a transition, so a row another
 writer changed meanwhile is re-read, and moved at its new version only if it is still in a
-removed state; nothing is overwritten. The outbox row is a `StateChanged` whose event is
+removed state; nothing is overwritten. (On PostgreSQL a page is one UPDATE joined with the
+page's ids and versions as arrays, `RETURNING` the rows it changed, and its outbox rows one
+COPY: three round trips per page, not one per row.) The outbox row is a `StateChanged` whose event is
 `Migrated` (`MIGRATED`), tagged `migration`, with payload `{"moved": "Old -> New", "by":
 "fsmc migrate"}`: topic `Machine.Old.Migrated.New`, relayed like any transition.
 
@@ -115,7 +117,6 @@ class _Mover:
         self.sql = HotSql.for_dialect(dialect)
         self.postgres = dialect.name == "postgresql"
         self.sqlite = dialect.name == "sqlite"
-        self.returning = self.postgres and dialect.driver == "psycopg"
         lock = " FOR UPDATE" if self.postgres else ""
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self.page_sql = (
@@ -123,8 +124,17 @@ class _Mover:
             f"state = {mark} AND resource_id > {mark} ORDER BY resource_id LIMIT {mark}{lock}")
         self.reread_sql = (f"SELECT state, version FROM fsmc_machines WHERE machine = {mark} "
                            f"AND resource_id = {mark}{lock}")
-        self.update_sql = self.sql.update.sql + (" RETURNING resource_id"
-                                                 if self.returning else "")
+        self.update_sql = self.sql.update.sql
+        # PostgreSQL: one statement per page, the rows passed as arrays (one round trip).
+        self.page_update_sql = (
+            "UPDATE fsmc_machines AS m SET state = %s, version = m.version + 1, "
+            "updated_at = %s FROM (SELECT unnest(%s::text[]) AS resource_id, "
+            "unnest(%s::bigint[]) AS version) AS p WHERE m.machine = %s AND "
+            "m.resource_id = p.resource_id AND m.state = %s AND m.version = p.version "
+            "RETURNING m.resource_id")
+        self.page_insert_sql = (
+            "INSERT INTO fsmc_outbox (machine, resource_id, version, body) SELECT %s, "
+            "unnest(%s::text[]), unnest(%s::bigint[]), unnest(%s::text[])")
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
         self.cursor: Any = dbapi.cursor()
@@ -183,22 +193,18 @@ class _Mover:
         """Run the compare-and-set UPDATE for each row; the keys of the rows it changed."""
         cursor = self.cursor
         keys = [p[4] for p in params]
-        if self.returning:
-            cursor.executemany(self.update_sql, params, returning=True)
-            done: set[str] = set()
-            while True:
-                row = cursor.fetchone()
-                if row is not None:
-                    done.add(row[0])
-                if not cursor.nextset():
-                    return done
+        if self.postgres:
+            target, _, stamp, machine, _, source, _ = params[0]
+            cursor.execute(self.page_update_sql, (target, stamp, keys, [p[6] for p in params],
+                                                  machine, source))
+            return {row[0] for row in cursor.fetchall()}
         if self.sqlite:  # under the write lock taken first: no other writer, nothing to lose
             cursor.executemany(self.update_sql, params)
             if cursor.rowcount != len(params):
                 raise RuntimeError(f"{cursor.rowcount} of {len(params)} rows changed under "
                                    "SQLite's write lock; nothing was moved")
             return set(keys)
-        done = set()
+        done: set[str] = set()
         for one in params:
             cursor.execute(self.update_sql, one)
             if cursor.rowcount == 1:
@@ -213,5 +219,11 @@ class _Mover:
         rows = [(machine, key, version, encode(StateChanged(
             machine, key, MIGRATED, source, target, (MIGRATION_TAG,), dict(payload), time=now)))
             for key, version in moved]
-        self.cursor.executemany(self.sql.insert.sql, rows)
+        if self.postgres and hasattr(self.cursor, "copy"):  # psycopg 3: COPY, no quoting
+            with self.cursor.copy("COPY fsmc_outbox (machine, resource_id, version, body) "
+                                  "FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            self.cursor.executemany(self.sql.insert.sql, rows)
 
