@@ -50,8 +50,9 @@ def classify_machine(diff: MachineDiff) -> list[Verdict]:
                         data=f"stored {name} rows would belong to no spec (fsmc migrate "
                              "refuses to go on)",
                         code=f"the class {name} is gone")]
-    verdicts = [_state(name, change.name, change.status, old, new) for change in diff.states
-                if change.status is not Status.SAME]
+    verdicts = [Verdict(name, f"~ machine {detail}") for detail in diff.details]
+    verdicts.extend(_state(name, change.name, change.status, old, new)
+                    for change in diff.states if change.status is not Status.SAME)
     seen: set[str] = set()
     for change in diff.transitions:
         if change.status is Status.SAME:

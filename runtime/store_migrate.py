@@ -13,9 +13,11 @@ for each row read at version v: the same compare-and-set as a transition, so a r
 writer changed meanwhile is re-read, and moved at its new version only if it is still in a
 removed state; nothing is overwritten. (On PostgreSQL a page is one UPDATE joined with the
 page's ids and versions as arrays, `RETURNING` the rows it changed, and its outbox rows one
-COPY: three round trips per page, not one per row.) The outbox row is a `StateChanged` whose event is
-`Migrated` (`MIGRATED`), tagged `migration`, with payload `{"moved": "Old -> New", "by":
-"fsmc migrate"}`: topic `Machine.Old.Migrated.New`, relayed like any transition.
+COPY: three round trips per page, not one per row.)
+
+The outbox row is a `StateChanged` whose event is `Migrated` (`MIGRATED`), tagged `migration`,
+with payload `{"moved": "Old -> New", "by": "fsmc migrate"}`: topic `Machine.Old.Migrated.New`,
+relayed like any transition.
 
 Concurrent writers: on SQLite the transaction takes the write lock first (writers wait for it,
 up to their timeout, then find the new versions); on PostgreSQL rows are locked one batch at a
@@ -119,9 +121,10 @@ class _Mover:
         self.sqlite = dialect.name == "sqlite"
         lock = " FOR UPDATE" if self.postgres else ""
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        # Pages are read without locks: the CAS finds the rows that changed since.
         self.page_sql = (
             f"SELECT resource_id, version FROM fsmc_machines WHERE machine = {mark} AND "
-            f"state = {mark} AND resource_id > {mark} ORDER BY resource_id LIMIT {mark}{lock}")
+            f"state = {mark} AND resource_id > {mark} ORDER BY resource_id LIMIT {mark}")
         self.reread_sql = (f"SELECT state, version FROM fsmc_machines WHERE machine = {mark} "
                            f"AND resource_id = {mark}{lock}")
         self.update_sql = self.sql.update.sql

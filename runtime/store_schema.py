@@ -2,7 +2,8 @@
 
 `fsmc_schema` holds one row, (`store`, version). Version 1 is what fsmc wrote before the
 schema carried a version (`fsmc_machines` and `fsmc_outbox` alone: a store without
-`fsmc_schema` is version 1); `STORE_SCHEMA` is the version this fsmc writes. `prepare` runs
+`fsmc_schema` is version 1); version 2 adds `fsmc_schema` and the index `fsmc_machines_state`;
+`STORE_SCHEMA` is the version this fsmc writes. `prepare` runs
 when a `SqlStore` opens:
 
 - an empty database gets every table, stamped `STORE_SCHEMA` (with `create_tables`);
@@ -24,7 +25,7 @@ from sqlalchemy import Connection, Engine, inspect, select
 from sqlalchemy.exc import DBAPIError
 
 from .errors import FsmcError
-from .store_sql import MACHINES, METADATA, SCHEMA
+from .store_sql import MACHINES, METADATA, SCHEMA, STATE_INDEX
 
 __all__ = ["STEPS", "STORE_SCHEMA", "StoreSchemaError", "prepare", "prepare_connection",
            "stored_version"]
@@ -38,13 +39,15 @@ class StoreSchemaError(FsmcError, RuntimeError):
     """The store's tables are of a schema version this fsmc cannot use as they are."""
 
 
-def _add_schema_table(conn: Connection) -> None:
-    """1 → 2: the version table itself (the other tables are unchanged)."""
+def _add_schema_and_state_index(conn: Connection) -> None:
+    """1 → 2: the version table, and the index by (machine, state, resource_id) that counts
+    rows per state without a sort (one pass over the table: seconds for a million rows)."""
     SCHEMA.create(conn, checkfirst=True)
+    STATE_INDEX.create(conn, checkfirst=True)
 
 
 # STEPS[v] migrates a store of version v to version v + 1, inside the caller's transaction.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _add_schema_table}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _add_schema_and_state_index}
 
 
 def stored_version(conn: Connection) -> int | None:

@@ -3,7 +3,9 @@
 Three tables (created by `SqlStore` unless told not to; `METADATA` is here for Alembic):
 
 - `fsmc_machines`: one row per (machine, resource id): `state`, `version` (0 when created,
-  +1 per transition), `updated_at` (the time of the last transition or of creation).
+  +1 per transition), `updated_at` (the time of the last transition or of creation). The index
+  `fsmc_machines_state` (machine, state, resource_id) lets the server count rows per state
+  without sorting them and list a state's rows in id order (`fsmc migrate`, `store.list`).
 - `fsmc_outbox`: one row per committed transition: `id` (increasing in commit order for one
   resource), `machine`, `resource_id`, `version` (the version the transition produced), `body`
   (the `StateChanged` as the JSON text of `to_dict()`), `delivered_at` (null until a relay has
@@ -41,7 +43,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["MACHINES", "METADATA", "OUTBOX", "SCHEMA", "HotSql", "UtcDateTime"]
+__all__ = ["MACHINES", "METADATA", "OUTBOX", "SCHEMA", "STATE_INDEX", "HotSql",
+           "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -91,6 +94,9 @@ OUTBOX = Table(
     Column("claimed_by", String(100), nullable=True),
     Column("claimed_until", Float, nullable=True),
 )
+
+STATE_INDEX = Index("fsmc_machines_state", MACHINES.c.machine, MACHINES.c.state,
+                    MACHINES.c.resource_id)
 
 SCHEMA = Table(
     "fsmc_schema", METADATA,
