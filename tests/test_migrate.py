@@ -283,3 +283,33 @@ def test_open_engine_of_sqlite_waits_for_locks(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     finally:
         engine.dispose()
+
+
+def test_the_worked_example_of_docs_storage_runs_as_written(tmp_path: Path) -> None:
+    """docs/storage.md, "A worked example": `fsm`/`py` blocks with `file=` are written, each
+    `$ command` of a `console` block runs (in order, in one folder) and prints exactly the
+    lines shown under it."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "storage.md").read_text("utf-8")
+    section = page.split("### A worked example\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(\w+)( file=\S+)?\n(.*?)```", section, flags=re.DOTALL)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHONPATH": str(tmp_path), "NO_COLOR": "1"}
+    commands = 0
+    for kind, file, body in blocks:
+        if file:
+            (tmp_path / file.removeprefix(" file=")).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / file.removeprefix(" file=")).write_text(body)
+            continue
+        assert kind == "console"
+        for chunk in body.split("$ ")[1:]:
+            command, _, expected = chunk.partition("\n")
+            done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=120, check=False)
+            assert done.stdout == expected, (command, done.stderr)
+            commands += 1
+    assert commands == 11

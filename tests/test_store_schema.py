@@ -161,8 +161,9 @@ def test_loading_a_row_in_an_unknown_state_names_machine_state_resource_and_comm
         assert (error.machine, error.state, error.resource_id) == (
             "VirtualMachine", "Teleporting", "vm-7")
         message = str(error)
-        assert message.startswith("VirtualMachine vm-7 is stored in state 'Teleporting', which "
-                                  "VirtualMachine does not declare (its states: Starting, Running, ")
+        assert message.startswith(
+            "VirtualMachine vm-7 is stored in state 'Teleporting', which VirtualMachine does "
+            "not declare (its states: Starting, Running, ")
         assert f"`fsmc migrate --db '{url}' SPEC_DIR`" in message
         assert "`moved Teleporting -> <State>`" in message
         with pytest.raises(UnknownStoredState, match="vm-8 is stored in state 'Hibernated'"):
