@@ -35,6 +35,8 @@ from typing import Any
 from fsmc.compiler.cli import main as fsmc_main
 from fsmc.runtime.store import SqlStore
 
+from bench.store import postgres
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"count": 5.0, "apply": 30.0}
 DECLARED = ("Stopped", "Running", "Starting", "Stopping", "Destroyed", "Expunging", "Migrating",
@@ -141,20 +143,9 @@ def main(argv: list[str] | None = None) -> None:
             results.append(("SQLite file, WAL, synchronous=FULL",
                             measure(store, url, spec, rows, moved)))
         if not args.no_pg:
-            server = None
-            pg_url = args.pg_url
-            if pg_url is None:
-                from tests import pg
-
-                server = pg.start()
-                pg_url = server.url
-            try:
-                with SqlStore(pg_url) as store:
-                    results.append(("PostgreSQL (TCP 127.0.0.1)",
-                                    measure(store, pg_url, spec, rows, moved)))
-            finally:
-                if server is not None:
-                    server.stop()
+            with postgres(args.pg_url) as pg_url, SqlStore(pg_url) as store:
+                results.append(("PostgreSQL (TCP 127.0.0.1)",
+                                measure(store, pg_url, spec, rows, moved)))
     print(f"fsmc migrate on {rows:,} rows, a move of {moved:,} rows")
     print(f"{'database':36} {'step':6} {'seconds':>8} {'baseline':>9} {'ratio':>7} "
           f"{'target':>8}  verdict")

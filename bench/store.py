@@ -35,7 +35,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,21 @@ def measure(store: SqlStore, cycles: int, repeats: int) -> dict[str, list[float]
     return rates
 
 
+@contextmanager
+def postgres(url: str | None) -> Iterator[str]:
+    """`url`, or the URL of a private server started for the block (and stopped after it)."""
+    if url is not None:
+        yield url
+        return
+    from tests import pg
+
+    server = pg.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 def sqlite_store(folder: Path, synchronous: str) -> SqlStore:
     return SqlStore(f"sqlite:///{folder}/bench-{synchronous.lower()}.db",
                     sqlite_pragmas={"synchronous": synchronous})
@@ -171,20 +187,10 @@ def main(argv: list[str] | None = None) -> None:
                             measure(store, cycles, repeats)))
             store.close()
     if not args.no_pg:
-        server = None
-        url = args.pg_url
-        if url is None:
-            from tests import pg
-
-            server = pg.start()
-            url = server.url
-        try:
+        with postgres(args.pg_url) as url:
             store = SqlStore(url)
             results.append(("PostgreSQL (TCP 127.0.0.1)", measure(store, cycles, repeats)))
             store.close()
-        finally:
-            if server is not None:
-                server.stop()
     print(f"{'database':30} {'runner':12} {'best/s':>9} {'median/s':>9} {'vs hand':>8} "
           f"{'(median)':>8}")
     for name, rates in results:

@@ -121,11 +121,11 @@ def _transition(machine: str, change: TransitionChange, old: Machine, new: Machi
     subject = f"{change.status.value} {change.text(any_source=t.via_star)}"
     method = f"`{snake_case(event)}()`"
     if change.status is Status.ADDED:
-        before = _targets(old, source, event)
-        if before and t.target.text not in before:
+        targets = _targets(old, source, event)
+        if targets and t.target.text not in targets:
             return Verdict(machine, subject,
                            code=f"{method} in {source} now leads to {t.target.text} (was "
-                                f"{' or '.join(before)})")
+                                f"{' or '.join(targets)})")
         return Verdict(machine, subject)
     if change.status is Status.REMOVED:
         if source not in new.state_names:
