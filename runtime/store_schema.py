@@ -12,14 +12,16 @@ when a `SqlStore` opens:
 - a store written by a newer fsmc is refused (`StoreSchemaError`): this fsmc does not know
   what its tables mean.
 
-Two processes opening one old store at once: on PostgreSQL an advisory lock serialises them;
-elsewhere the loser of a creation race retries, and finds the work done.
+Two processes opening one old store at once: an advisory lock (PostgreSQL) or the write lock
+taken first (SQLite) serialises them; elsewhere the loser of a creation race retries, and
+finds the work done.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, select
 from sqlalchemy.exc import DBAPIError
@@ -84,6 +86,12 @@ def prepare_connection(conn: Connection, *, create: bool, where: str) -> None:
     """`prepare` inside the caller's transaction."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+    elif conn.dialect.name == "sqlite" and create:
+        dbapi: Any = conn.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            # sqlite3 runs DDL outside any transaction unless one is open: open it, and take
+            # the write lock at once (a concurrent opener waits, then finds the work done).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
     found, stamped = _stored(conn)
     if found is not None and found > STORE_SCHEMA:
         raise StoreSchemaError(
