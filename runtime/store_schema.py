@@ -72,6 +72,12 @@ def _stored(conn: Connection) -> tuple[int | None, bool]:
 def prepare(engine: Engine, *, create: bool, where: str) -> None:
     """Check (and with `create`, create or migrate) the store's tables; `where` names the
     database in messages."""
+    with engine.connect() as conn:  # the common case, read only: nothing to do
+        found, stamped = _stored(conn)
+        current = stamped and found == STORE_SCHEMA and set(METADATA.tables) <= set(
+            inspect(conn).get_table_names())
+    if current:
+        return
     for attempt in range(3):
         try:
             with engine.begin() as conn:
