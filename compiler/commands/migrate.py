@@ -60,9 +60,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from fsmc.runtime import store_migrate
-    from fsmc.runtime.store_schema import STORE_SCHEMA, StoreSchemaError, stored_version
-    from sqlalchemy.exc import SQLAlchemyError
+    try:
+        from fsmc.runtime import store_migrate
+        from fsmc.runtime.store_schema import STORE_SCHEMA, StoreSchemaError, stored_version
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError as error:
+        raise UsageError(f"fsmc migrate needs SQLAlchemy ({error}): pip install "
+                         "'fsmc[store]' (and 'fsmc[postgres]' for PostgreSQL)") from error
 
     project = check(args.paths)
     if not project.ok:
