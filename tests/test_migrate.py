@@ -192,7 +192,7 @@ def test_usage_errors(tmp_path: Path, specs: Path, capsys: pytest.CaptureFixture
     (tmp_path / "bad.fsm").write_text("machine M {\n    initial A\n    moved A -> A\n}\n")
     code, out = migrate(capsys, "--db", f"sqlite:///{tmp_path}/none.db",
                         str(tmp_path / "bad.fsm"))
-    assert code == 2 and "error[E401]" in out and "fix the errors in the specs first" in out
+    assert code == 2 and "error[E501]" in out and "fix the errors in the specs first" in out
     code, out = migrate(capsys, str(specs))
     assert code == 2 and "--db" in out
     code, out = migrate(capsys, "--db", "sqlite://", "--dry-run", "--apply", str(specs))

@@ -1,4 +1,4 @@
-"""`moved Old -> New`: parsed, printed back, and checked (E401-E404, W405)."""
+"""`moved Old -> New`: parsed, printed back, and checked (E501-E504, W505)."""
 
 from __future__ import annotations
 
@@ -54,21 +54,21 @@ def test_moved_stays_a_valid_name() -> None:
 
 
 @pytest.mark.parametrize(("moves", "expected", "message"), [
-    ("    moved Busy -> Ready", [("E401", 5, 11)], "`Busy` is moved but still declared (line 3)"),
-    ("    moved Old -> Redy", [("E402", 5, 18)], "did you mean `Ready`?"),
-    ("    moved Old -> Nowhere", [("E402", 5, 18)], "declare it (`state Nowhere`)"),
-    ("    moved A -> B\n    moved B -> Ready", [("E403", 5, 16)],
+    ("    moved Busy -> Ready", [("E501", 5, 11)], "`Busy` is moved but still declared (line 3)"),
+    ("    moved Old -> Redy", [("E502", 5, 18)], "did you mean `Ready`?"),
+    ("    moved Old -> Nowhere", [("E502", 5, 18)], "declare it (`state Nowhere`)"),
+    ("    moved A -> B\n    moved B -> Ready", [("E503", 5, 16)],
      "`B` is itself moved (to `Ready`, line 6)"),
-    ("    moved A -> B\n    moved B -> C\n    moved C -> Ready", [("E403", 5, 16), ("E403", 6, 16)],
+    ("    moved A -> B\n    moved B -> C\n    moved C -> Ready", [("E503", 5, 16), ("E503", 6, 16)],
      "`moved A -> Ready`"),
-    ("    moved P -> Q\n    moved Q -> P", [("E403", 5, 16), ("E403", 6, 16)],
+    ("    moved P -> Q\n    moved Q -> P", [("E503", 5, 16), ("E503", 6, 16)],
      "P -> Q -> P form a cycle"),
-    ("    moved P -> P", [("E403", 5, 16)], "P -> P form a cycle"),
-    ("    moved Old -> Ready\n    moved Old -> Busy", [("E404", 6, 11)],
+    ("    moved P -> P", [("E503", 5, 16)], "P -> P form a cycle"),
+    ("    moved Old -> Ready\n    moved Old -> Busy", [("E504", 6, 11)],
      "`Old` is already moved on line 5 (to `Ready`)"),
-    ("    moved Old -> Ready\n    moved Old -> Ready", [("E404", 6, 11)],
+    ("    moved Old -> Ready\n    moved Old -> Ready", [("E504", 6, 11)],
      "`Old` is already moved on line 5\n"),
-    ("    moved Retired -> Done", [("W405", 5, 22)], "into final state `Done` can never leave"),
+    ("    moved Retired -> Done", [("W505", 5, 22)], "into final state `Done` can never leave"),
 ])
 def test_move_diagnostics(moves: str, expected: list[tuple[str, int, int]], message: str) -> None:
     project = check_text(spec(moves))

@@ -12,12 +12,12 @@ from .declarations import did_you_mean
 
 
 def moved_state_declared(machine: Machine) -> Iterator[Diagnostic]:
-    """E401: the state a `moved` takes rows out of is still declared."""
+    """E501: the state a `moved` takes rows out of is still declared."""
     declared = {d.name.text: d for d in machine.states}
     for move in machine.moves:
         decl = declared.get(move.source.text)
         if decl is not None:
-            yield make("E401", move.source.span,
+            yield make("E501", move.source.span,
                        f"state `{move.source.text}` is moved but still declared "
                        f"(line {decl.name.span.line})",
                        f"`moved` is for removed states: remove the declaration of "
@@ -25,7 +25,7 @@ def moved_state_declared(machine: Machine) -> Iterator[Diagnostic]:
 
 
 def move_target_undeclared(machine: Machine) -> Iterator[Diagnostic]:
-    """E402: the state a `moved` puts rows in is not declared (and not moved itself: E403)."""
+    """E502: the state a `moved` puts rows in is not declared (and not moved itself: E503)."""
     names = machine.state_names
     declared, moved = set(names), machine.moved
     for move in machine.moves:
@@ -33,12 +33,12 @@ def move_target_undeclared(machine: Machine) -> Iterator[Diagnostic]:
         if target not in declared and target not in moved:
             hint = did_you_mean(target, names) or f"rows must move to a declared state; " \
                 f"declare it (`state {target}`) or name another"
-            yield make("E402", move.target.span,
+            yield make("E502", move.target.span,
                        f"state `{target}` (the target of the move) is not declared", hint)
 
 
 def move_chains(machine: Machine) -> Iterator[Diagnostic]:
-    """E403: the target of a `moved` is itself moved: a chain (rows would move twice) or a
+    """E503: the target of a `moved` is itself moved: a chain (rows would move twice) or a
     cycle (they would never arrive)."""
     moved = machine.moved
     lines = {m.source.text: m.span.line if m.span else m.source.span.line
@@ -53,13 +53,13 @@ def move_chains(machine: Machine) -> Iterator[Diagnostic]:
             current = moved[current]
         if current in path:
             cycle = " -> ".join([*path[path.index(current):], current])
-            yield make("E403", move.target.span,
+            yield make("E503", move.target.span,
                        f"the moves {cycle} form a cycle: rows would never reach a declared "
                        "state",
                        "end every move in a declared state")
         else:
             via = move.target.text
-            yield make("E403", move.target.span,
+            yield make("E503", move.target.span,
                        f"`{via}` is itself moved (to `{moved[via]}`, line {lines[via]}): rows "
                        "would move twice",
                        f"move straight to the end of the chain: `moved {move.source.text} -> "
@@ -67,7 +67,7 @@ def move_chains(machine: Machine) -> Iterator[Diagnostic]:
 
 
 def duplicate_moves(machine: Machine) -> Iterator[Diagnostic]:
-    """E404: one state moved twice (to the same target or to another)."""
+    """E504: one state moved twice (to the same target or to another)."""
     first: dict[str, Move] = {}
     for move in machine.moves:
         earlier = first.get(move.source.text)
@@ -75,7 +75,7 @@ def duplicate_moves(machine: Machine) -> Iterator[Diagnostic]:
             first[move.source.text] = move
             continue
         same = earlier.target.text == move.target.text
-        yield make("E404", move.source.span,
+        yield make("E504", move.source.span,
                    f"state `{move.source.text}` is already moved on line "
                    f"{earlier.source.span.line}"
                    + ("" if same else f" (to `{earlier.target.text}`)"),
@@ -83,14 +83,14 @@ def duplicate_moves(machine: Machine) -> Iterator[Diagnostic]:
 
 
 def move_into_final(machine: Machine) -> Iterator[Diagnostic]:
-    """W405: rows moved into a final state can never leave it. Right for a retired state whose
+    """W505: rows moved into a final state can never leave it. Right for a retired state whose
     resources were finished anyway, wrong for live ones; the spec alone cannot tell, so this
     is a warning (`fsmc diff`, which sees the old spec, decides: breaking when the old state
     was not final)."""
     finals = {d.name.text for d in machine.finals}
     for move in _first_moves(machine):
         if move.target.text in finals:
-            yield make("W405", move.target.span,
+            yield make("W505", move.target.span,
                        f"rows moved from `{move.source.text}` into final state "
                        f"`{move.target.text}` can never leave it",
                        f"fine if `{move.source.text}` was finished too (then ignore this); "
