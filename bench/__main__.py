@@ -4,7 +4,8 @@
                                     # bench/RESULTS.md
     python -m bench --quick         # under a minute; writes files only when asked
     python -m bench --only bus --only async --json out.json
-    python -m bench --store         # also run `python -m bench.store` (persisted transitions)
+    python -m bench --store         # also run `python -m bench.store` (persisted transitions,
+                                    # then `fsmc migrate` on 1,000,000 rows: bench.migrate)
     python -m bench --amqp          # also run `python -m bench.amqp` (RabbitMQ publisher)
     python -m bench --amqp --store  # both, and `python -m bench.durability` (outbox relay
                                     # with confirms, crash-safe journal)
@@ -45,7 +46,8 @@ CASES = {
 # Benchmarks that need a server run in a subprocess with their own baselines and output,
 # shown as is: flag → (module, section title).
 EXTERNAL = {
-    "store": ("bench.store", "6. Persisted transitions (python -m bench.store)"),
+    "store": ("bench.store", "6. Persisted transitions and fsmc migrate on 1,000,000 rows "
+                             "(python -m bench.store)"),
     "amqp": ("bench.amqp", "7. Broker: confirmed events/s (python -m bench.amqp)"),
     "notify": ("bench.notify", "8. Notification service: SSE latency, webhook rate "
                                "(python -m bench.notify)"),

@@ -1,7 +1,7 @@
 """Persisted transitions: a bound `VirtualMachine` (`fsmc.runtime.store`) against a hand-written
 compare-and-set with the same driver, on the same tables, in the same run.
 
-    python -m bench.store [--quick] [--pg-url URL | --no-pg]
+    python -m bench.store [--quick] [--pg-url URL | --no-pg] [--no-migrate]
 
 Each row times the cycle Stopped → Starting → Running → Stopping → Stopped on one resource:
 - `fsmc`: `store.load(VirtualMachine, ...)`, then its event methods. Every transition: the
@@ -22,6 +22,9 @@ commit) and `synchronous=NORMAL` (no fsync per commit: the case where Python ove
 most); PostgreSQL (a private server started from Debian's binaries with default durability,
 over TCP on 127.0.0.1, unless `--pg-url` names one or `--no-pg`). Figures: transitions per
 second, the best and the median of interleaved repeats, and each as a ratio to `hand`.
+
+Then `bench.migrate` (unless `--no-migrate`): `fsmc migrate` counting 1,000,000 rows and
+applying a move of 100,000 of them, with its targets (100,000 and 10,000 with `--quick`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,6 +151,21 @@ def measure(store: SqlStore, cycles: int, repeats: int) -> dict[str, list[float]
     return rates
 
 
+@contextmanager
+def postgres(url: str | None) -> Iterator[str]:
+    """`url`, or the URL of a private server started for the block (and stopped after it)."""
+    if url is not None:
+        yield url
+        return
+    from tests import pg
+
+    server = pg.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 def sqlite_store(folder: Path, synchronous: str) -> SqlStore:
     return SqlStore(f"sqlite:///{folder}/bench-{synchronous.lower()}.db",
                     sqlite_pragmas={"synchronous": synchronous})
@@ -157,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
     parser.add_argument("--pg-url", help="a PostgreSQL URL (postgresql+psycopg://...)")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--no-migrate", action="store_true", help="skip bench.migrate")
     args = parser.parse_args(argv)
     cycles, repeats = (100, 3) if args.quick else (500, 5)
     results: list[tuple[str, dict[str, list[float]]]] = []
@@ -167,20 +187,10 @@ def main(argv: list[str] | None = None) -> None:
                             measure(store, cycles, repeats)))
             store.close()
     if not args.no_pg:
-        server = None
-        url = args.pg_url
-        if url is None:
-            from tests import pg
-
-            server = pg.start()
-            url = server.url
-        try:
+        with postgres(args.pg_url) as url:
             store = SqlStore(url)
             results.append(("PostgreSQL (TCP 127.0.0.1)", measure(store, cycles, repeats)))
             store.close()
-        finally:
-            if server is not None:
-                server.stop()
     print(f"{'database':30} {'runner':12} {'best/s':>9} {'median/s':>9} {'vs hand':>8} "
           f"{'(median)':>8}")
     for name, rates in results:
@@ -189,6 +199,13 @@ def main(argv: list[str] | None = None) -> None:
             best, median = max(values), statistics.median(values)
             print(f"{name:30} {label:12} {best:9,.0f} {median:9,.0f} {best / best_hand:8.2f} "
                   f"{median / median_hand:8.2f}")
+    if not args.no_migrate:
+        from bench import migrate
+
+        print()
+        migrate.main([*(["--quick"] if args.quick else []),
+                      *(["--pg-url", args.pg_url] if args.pg_url else []),
+                      *(["--no-pg"] if args.no_pg else [])])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .model import (
     AssertionKind,
     Guard,
     Machine,
+    Move,
     Name,
     SpecFile,
     StateDecl,
@@ -112,6 +113,7 @@ class _Builder:
         doc = self.string(tokens[2]) if len(tokens) > 2 and tokens[2].type == "STRING" else None
         declarations: list[StateDecl] = []
         events: list[Name] | None = None
+        moves: list[Move] = []
         raw_transitions: list[list[Token]] = list(diverted)
         assertions: list[Assertion] = []
         for statement in (c for c in tree.children if isinstance(c, Tree)):
@@ -127,6 +129,8 @@ class _Builder:
                 assertion = self.assertion(_tokens(statement))
                 if assertion is not None:
                     assertions.append(assertion)
+            elif kind == "moved":
+                moves.append(self.move(statement))
             else:
                 raw_transitions.append(_flatten(statement))
         # Diverted and parsed transitions back in file order (the order guards are tried in).
@@ -136,7 +140,13 @@ class _Builder:
         transitions = tuple(t for raw in raw_transitions for t in self.transition(raw, non_final))
         return Machine(name, doc, tuple(declarations), transitions,
                        None if events is None else tuple(events),
-                       self.span(tokens[0]).to(self.span(tokens[-1])), tuple(assertions))
+                       self.span(tokens[0]).to(self.span(tokens[-1])),
+                       assertions=tuple(assertions), moves=tuple(moves))
+
+    def move(self, tree: Tree[Token]) -> Move:
+        keyword, source, _arrow, target = _tokens(tree)
+        return Move(self.name(source), self.name(target),
+                    self.span(keyword).to(self.span(target)))
 
     def declaration(self, tree: Tree[Token], kind: StateKind) -> StateDecl:
         tokens = [c for c in tree.children if isinstance(c, Token)]

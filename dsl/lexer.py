@@ -20,7 +20,7 @@ from lark.lexer import Lexer, LexerState
 KEYWORD_TOKENS = {
     "machine": "MACHINE", "initial": "INITIAL", "entry": "ENTRY", "final": "FINAL",
     "state": "STATE", "states": "STATES", "events": "EVENTS", "if": "IF", "unless": "UNLESS",
-    "do": "DO", "assert": "ASSERT",
+    "do": "DO", "assert": "ASSERT", "moved": "MOVED",
 }
 
 _PATTERN = re.compile(r"""

@@ -130,10 +130,20 @@ class Assertion:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """`moved source -> target`: stored rows still in the removed state `source` belong in
+    the declared state `target` (`fsmc migrate --apply` moves them)."""
+
+    source: Name
+    target: Name
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Machine:
     """A `machine` block. `declarations` keeps every state declaration in file order,
     duplicates included; `events` is None when the machine declares no events; `assertions`
-    are its `assert` statements in file order."""
+    are its `assert` statements and `moves` its `moved` statements, in file order."""
 
     name: Name
     doc: str | None
@@ -142,6 +152,7 @@ class Machine:
     events: tuple[Name, ...] | None = None
     span: Span | None = None
     assertions: tuple[Assertion, ...] = ()
+    moves: tuple[Move, ...] = ()
 
     @property
     def states(self) -> tuple[StateDecl, ...]:
@@ -177,6 +188,14 @@ class Machine:
         for transition in self.transitions:
             names.setdefault(transition.event.text, None)
         return tuple(names)
+
+    @property
+    def moved(self) -> dict[str, str]:
+        """Each moved state's target, the first `moved` of a state winning."""
+        targets: dict[str, str] = {}
+        for move in self.moves:
+            targets.setdefault(move.source.text, move.target.text)
+        return targets
 
     @property
     def docs(self) -> dict[str, str]:

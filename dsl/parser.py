@@ -28,6 +28,7 @@ _TOKEN_WORDS = {
     "_LBRACE": "`{`", "_RBRACE": "`}`", "MACHINE": "`machine`", "INITIAL": "`initial`",
     "ENTRY": "`entry`", "FINAL": "`final`", "STATE": "`state`", "STATES": "`states`",
     "EVENTS": "`events`", "IF": "`if`", "UNLESS": "`unless`", "DO": "`do`", "ASSERT": "`assert`",
+    "MOVED": "`moved`",
 }
 
 

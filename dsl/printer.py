@@ -31,6 +31,7 @@ def print_machine(machine: Machine) -> str:
         lines.append(f"    {keyword} {decl.name.text}{doc}")
     if machine.events is not None:
         lines.append(f"    events {', '.join(e.text for e in machine.events)}")
+    lines.extend(f"    moved {move.source.text} -> {move.target.text}" for move in machine.moves)
     lines.extend(f"    {print_transition(t)}" for t in machine.transitions)
     lines.extend(f"    assert {assertion.text}" for assertion in machine.assertions)
     lines.append("}")

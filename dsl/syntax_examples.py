@@ -58,6 +58,13 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("machine M {\n state A B\n}", "machine M {\n state A \"x\" \"y\"\n}",
          "machine M {\n initial A, B\n}", "machine M {\n state A -> B : E\n}"),
     ),
+    "move": (
+        "expected `moved OldState -> NewState` (a removed state, `->`, a declared state)",
+        ("machine M {\n moved A B\n}", "machine M {\n moved A ->\n}",
+         "machine M {\n moved A -> B : E\n}", "machine M {\n moved A\n}",
+         "machine M {\n moved A -> *\n}", "machine M {\n moved A, B -> C\n}",
+         "machine M {\n moved * -> A\n}"),
+    ),
     "statement": (
         "expected a statement: a declaration (`initial`, `entry`, `final`, `state`, `states`, "
         "`events`) or a transition `Source -> Target : Event`",

@@ -54,9 +54,11 @@ from .dispatch import Bus
 from .errors import FsmcError
 from .machine import Machine
 from .store_bound import JOINED, AfterCommit, Bound, Joined, VersionConflict, Writer, bound_class
-from .store_sql import MACHINES, METADATA, OUTBOX
+from .store_schema import STORE_SCHEMA, StoreSchemaError, prepare
+from .store_sql import MACHINES, METADATA, OUTBOX, SCHEMA
 
-__all__ = ["METADATA", "ResourceExists", "ResourceNotFound", "SqlStore", "VersionConflict"]
+__all__ = ["METADATA", "STORE_SCHEMA", "ResourceExists", "ResourceNotFound", "SqlStore",
+           "StoreSchemaError", "UnknownStoredState", "VersionConflict"]
 
 M = TypeVar("M", bound=Machine[Any, Any])
 
@@ -69,15 +71,30 @@ class ResourceExists(FsmcError, ValueError):
     """`create` found a row for this machine and resource id already."""
 
 
+class UnknownStoredState(FsmcError, ValueError):
+    """A stored row is in a state its class does not declare: the spec changed under live
+    data. `machine`, `state` and `resource_id` say which row; `fsmc migrate` shows them all
+    and moves them where the spec's `moved` says."""
+
+    def __init__(self, message: str, *, machine: str, state: str, resource_id: object) -> None:
+        super().__init__(message)
+        self.machine = machine
+        self.state = state
+        self.resource_id = resource_id
+
+
 class SqlStore:
     """Machines persisted in a SQL database (SQLite or PostgreSQL; see the module docs).
 
     `url` is an SQLAlchemy URL (`sqlite:///path.db`, `postgresql+psycopg://user@host/db`;
     `sqlite://` is an in-memory database, one connection shared by all threads, for tests
-    and examples) or an `Engine` you made. `create_tables` creates the two tables if they are
-    missing (or use `METADATA` in your migrations). A SQLite file is switched to WAL mode and
-    waits up to `sqlite_timeout` seconds for a lock; `sqlite_pragmas` adds more pragmas
-    (e.g. `{"synchronous": "NORMAL"}`). Other keywords go to `create_engine`.
+    and examples) or an `Engine` you made. `create_tables` creates the tables that are
+    missing and migrates a store written by an older fsmc (`fsmc.runtime.store_schema`); without
+    it (your migrations use `METADATA`) an older store is refused with a `StoreSchemaError`
+    saying how to migrate it. A store written by a newer fsmc is always refused. A SQLite
+    file is switched to WAL mode and waits up to `sqlite_timeout` seconds for a lock;
+    `sqlite_pragmas` adds more pragmas (e.g. `{"synchronous": "NORMAL"}`). Other keywords go
+    to `create_engine`.
     """
 
     def __init__(self, url: str | URL | Engine, *, create_tables: bool = True,
@@ -94,26 +111,34 @@ class SqlStore:
         self._classes_lock = threading.Lock()
         # How relays keep off each other's rows: row locks, or leases (SQLite and others).
         self._row_locks = self._engine.dialect.name == "postgresql"
-        if create_tables:
-            self.create_tables()
+        try:
+            with self._writer.guard:
+                prepare(self._engine, create=create_tables, where=repr(self))
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def engine(self) -> Engine:
         return self._engine
 
     def create_tables(self) -> None:
-        """Create the tables and indexes that are missing (idempotent)."""
+        """Create the tables and indexes that are missing and migrate an older store to
+        `STORE_SCHEMA` (idempotent)."""
         with self._writer.guard:
-            METADATA.create_all(self._engine)
+            prepare(self._engine, create=True, where=repr(self))
 
     def ddl(self) -> str:
-        """The DDL of the tables and indexes for this store's database, as SQL text."""
+        """The DDL of the tables and indexes for this store's database, as SQL text, ending
+        with the INSERT that stamps the schema version."""
         dialect = self._engine.dialect
         parts = []
         for table in METADATA.sorted_tables:
             parts.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";")
             parts.extend(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";"
                          for index in sorted(table.indexes, key=lambda i: str(i.name)))
+        parts.append(f"INSERT INTO {SCHEMA.name} (component, version, updated_at) VALUES "
+                     f"('store', {STORE_SCHEMA}, CURRENT_TIMESTAMP);")
         return "\n\n".join(parts) + "\n"
 
     def close(self) -> None:
@@ -153,13 +178,14 @@ class SqlStore:
         """The stored machine, bound to this store. `ResourceNotFound` if there is no row."""
         key = _key(resource_id)
         state, version = self._current(cls.SPEC.name, key, resource_id)
-        return self._bind(cls, resource_id, key, cls._coerce_state(state), version, bus)
+        return self._bind(cls, resource_id, key, self._known_state(cls, state, resource_id),
+                          version, bus)
 
     def refresh(self, machine: Machine[Any, Any]) -> None:
         """Re-read a bound machine's state and version (after a `ConcurrentUpdate`)."""
         bound = _bound(machine)
         state, version = self._current(bound.SPEC.name, bound._key, bound.resource_id)
-        bound._state = bound._coerce_state(state)
+        bound._state = self._known_state(type(bound), state, bound.resource_id)
         bound._version = version
 
     @staticmethod
@@ -261,6 +287,23 @@ class SqlStore:
         if found is None:
             raise ResourceNotFound(f"{machine} {resource_id} is not stored")
         return found
+
+    def _known_state(self, cls: type[Machine[Any, Any]], state: str,
+                     resource_id: object) -> Any:
+        """The class's member for a stored state name; `UnknownStoredState` (never a
+        fallback) for a state the class does not declare."""
+        try:
+            return cls.State[state]
+        except KeyError:
+            pass
+        name = cls.SPEC.name
+        url = self._engine.url.render_as_string(hide_password=True)
+        raise UnknownStoredState(
+            f"{name} {resource_id} is stored in state {state!r}, which {name} does not declare "
+            f"(its states: {', '.join(cls.SPEC.states)}): the spec changed under live data. "
+            f"Run `fsmc migrate --db '{url}' SPEC_DIR` to list such rows, add "
+            f"`moved {state} -> <State>` to the machine and move them with --apply",
+            machine=name, state=state, resource_id=resource_id)
 
     # -- bound classes --------------------------------------------------------------------------
 

@@ -1,15 +1,19 @@
 """The tables of `fsmc.runtime.store` and the few SQL statements its hot path runs.
 
-Two tables (both created by `SqlStore` unless told not to; `METADATA` is here for Alembic):
+Three tables (created by `SqlStore` unless told not to; `METADATA` is here for Alembic):
 
 - `fsmc_machines`: one row per (machine, resource id): `state`, `version` (0 when created,
-  +1 per transition), `updated_at` (the time of the last transition or of creation).
+  +1 per transition), `updated_at` (the time of the last transition or of creation). The index
+  `fsmc_machines_state` (machine, state, resource_id) lets the server count rows per state
+  without sorting them and list a state's rows in id order (`fsmc migrate`, `store.list`).
 - `fsmc_outbox`: one row per committed transition: `id` (increasing in commit order for one
   resource), `machine`, `resource_id`, `version` (the version the transition produced), `body`
   (the `StateChanged` as the JSON text of `to_dict()`), `delivered_at` (null until a relay has
   handed it to a bus), and `claimed_by` / `claimed_until` (a relay's lease, where leases are
   used). Two partial indexes cover the pending rows only, so delivered rows cost nothing to
   the relay.
+- `fsmc_schema`: one row per component (`store`): the `version` of the schema above that wrote
+  the database, and when it was stamped (`fsmc.runtime.store_schema` migrates older ones).
 
 A transition runs two statements written here as text in the driver's own parameter style
 (`update_sql`, `insert_sql`): they are executed on the driver's cursor directly, without
@@ -39,7 +43,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["MACHINES", "METADATA", "OUTBOX", "HotSql", "UtcDateTime"]
+__all__ = ["MACHINES", "METADATA", "OUTBOX", "SCHEMA", "STATE_INDEX", "HotSql",
+           "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -88,6 +93,16 @@ OUTBOX = Table(
     Column("delivered_at", UtcDateTime, nullable=True),
     Column("claimed_by", String(100), nullable=True),
     Column("claimed_until", Float, nullable=True),
+)
+
+STATE_INDEX = Index("fsmc_machines_state", MACHINES.c.machine, MACHINES.c.state,
+                    MACHINES.c.resource_id)
+
+SCHEMA = Table(
+    "fsmc_schema", METADATA,
+    Column("component", String(50), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 _PENDING = OUTBOX.c.delivered_at.is_(None)

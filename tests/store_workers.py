@@ -126,3 +126,30 @@ def crash(url: str, folder: str, transitions: int, kill_after: int | None,
             os.kill(os.getpid(), signal.SIGKILL)
         store.relay(Deduplicating(Path(folder), kill_after), batch=transitions, lease=lease)
     raise AssertionError("the relay should have killed this process")
+
+
+def old_writer(url: str, spec: str, keys: list[str], seed: int, stop: str, out: str) -> None:
+    """An application still running the old spec: fire random allowed events on `keys`
+    through machines that go stale (refreshed after each lost race) until the file `stop`
+    exists; write {"wins": {key: transitions}, "losses": n} to `out`."""
+    from tests.generation import compile_spec
+
+    module = compile_spec(spec, "old")
+    [cls] = [v for v in vars(module).values() if isinstance(v, type) and hasattr(v, "SPEC")
+             and v.__module__ == module.__name__]
+    rng = random.Random(seed)
+    wins = dict.fromkeys(keys, 0)
+    losses = 0
+    with SqlStore(url, create_tables=False, sqlite_pragmas=FAST_SQLITE) as store:
+        machines = {key: store.load(cls, key) for key in keys}
+        Path(out + ".ready").touch()
+        while not Path(stop).exists():
+            key = rng.choice(keys)
+            machine = machines[key]
+            try:
+                machine.fire(rng.choice(machine.allowed_events()))
+                wins[key] += 1
+            except ConcurrentUpdate:
+                losses += 1
+                store.refresh(machine)
+    Path(out).write_text(json.dumps({"wins": wins, "losses": losses}))

@@ -60,6 +60,9 @@ def spec_texts(draw: st.DrawFn) -> str:
         if draw(st.booleans()):
             clauses.append(f"[{', '.join(draw(st.lists(names, max_size=2)))}]")
         lines.append(" ".join([line, *draw(st.permutations(clauses))]))
+    for _ in range(draw(st.integers(0, 2))):  # anywhere in the body: order is kept
+        lines.insert(draw(st.integers(1, len(lines))),
+                     f"    moved {draw(names)} -> {draw(st.sampled_from(states))}")
     lines.append("}")
     separator = draw(st.sampled_from(["\n", "\r\n", "\n\n", " ; \n"]))
     return separator.join(lines) + "\n"
@@ -72,7 +75,8 @@ def shape(spec: SpecFile) -> list[object]:
                 None if m.events is None else [e.text for e in m.events],
                 [(t.source.text, t.target.text, t.event.text,
                   t.guard and (t.guard.name.text, t.guard.negated),
-                  t.action and t.action.name.text, t.tag_names) for t in m.transitions])
+                  t.action and t.action.name.text, t.tag_names) for t in m.transitions],
+                [(move.source.text, move.target.text) for move in m.moves])
     return [machine(m) for m in spec.machines]
 
 

@@ -387,7 +387,9 @@ def test_tables_ddl_and_metadata(url: str) -> None:
                     conn.exec_driver_sql(statement)
         store.create(VirtualMachine, "vm-1").start_requested()
         store.create_tables()  # idempotent
-    assert set(METADATA.tables) == {"fsmc_machines", "fsmc_outbox"}
+    assert set(METADATA.tables) == {"fsmc_machines", "fsmc_outbox", "fsmc_schema"}
+    with SqlStore(url, create_tables=False) as store:  # the DDL stamped the version
+        assert store.load(VirtualMachine, "vm-1").state.name == "Starting"
 
 
 def test_prune_removes_delivered_rows_only(store: SqlStore) -> None:

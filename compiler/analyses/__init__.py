@@ -32,6 +32,13 @@ from .graph import (
     unreachable_states,
     unused_states,
 )
+from .moves import (
+    duplicate_moves,
+    move_chains,
+    move_into_final,
+    move_target_undeclared,
+    moved_state_declared,
+)
 from .properties import (
     assertion_names,
     expected_refutations,
@@ -68,6 +75,11 @@ MACHINE_RULES: tuple[MachineRule, ...] = (
     only_in_assertions,
     leads_to_assertions,
     expected_refutations,
+    moved_state_declared,
+    move_target_undeclared,
+    move_chains,
+    duplicate_moves,
+    move_into_final,
 )
 
 # The assertion rules that prove or refute over the graph.

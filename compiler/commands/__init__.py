@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import build, check, demo, diff, events, notify, paths, render, replay, review, usage
+from . import (
+    build,
+    check,
+    demo,
+    diff,
+    events,
+    migrate,
+    notify,
+    paths,
+    render,
+    replay,
+    review,
+    usage,
+)
 
 COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff, demo, usage, events, notify,
-                                    paths, replay)
+                                    paths, replay, migrate)

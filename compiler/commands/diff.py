@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, TextIO
 
+from fsmc.compiler.compatibility import classify
+from fsmc.compiler.compatibility import report as compatibility_report
 from fsmc.compiler.diagrams.diff import Status, diff_specs, diff_view, summary
 from fsmc.compiler.diagrams.dot import to_dot
 from fsmc.compiler.diagrams.render import FORMATS, render
@@ -23,15 +25,23 @@ Compare two versions of a spec: machines by name, states by name, transitions by
 state's kind or doc, a transition's guard, action or tags). With -o, also draws the diff:
 both versions in one diagram, added in green, removed in red (dashed), changed in amber.
 
+Then each change is classified as compatible or BREAKING, for live data (rows already stored:
+a removed state without `moved` strands them, a move into a final state traps them) and for
+code using the generated class (a removed state or event, a (state, event) that no longer
+fires or leads elsewhere, a new guard, a new action, `create` starting elsewhere).
+
 With --rev, OLD is SPEC as committed in the git revision REV and NEW is SPEC as it is now; a
 spec that did not exist in REV counts as empty.
-Exit status: 0 when nothing changed, 1 when something did, 2 on usage errors (a file that
-cannot be read or parsed, an unknown revision).
+Exit status: 2 on usage errors (a file that cannot be read or parsed, an unknown revision);
+otherwise 1 when --fail-on says so, else 0. --fail-on change (the default): when anything
+changed; breaking: when a change breaks live data or code (for CI); data / code: when one
+breaks that.
 
 examples:
   fsmc diff old/vm.fsm specs/vm.fsm
   fsmc diff specs/virtual_machine.fsm --rev HEAD~1 -o vm-diff.svg
   fsmc diff specs/volume.fsm --rev origin/main --format dot -o volume-diff.dot
+  fsmc diff specs/virtual_machine.fsm --rev origin/main --fail-on breaking
 """
 
 
@@ -46,6 +56,9 @@ def add_parser(subparsers: Any) -> None:
                         help="write the diff diagram here (svg, png, pdf or dot)")
     parser.add_argument("--format", dest="diagram_format", choices=FORMATS, default=None,
                         help="diagram format (default: from FILE's suffix, else svg)")
+    parser.add_argument("--fail-on", choices=("change", "breaking", "data", "code"),
+                        default="change",
+                        help="what makes the exit status 1 (default: any change)")
     parser.set_defaults(run=run)
 
 
@@ -71,12 +84,18 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                             old_label=old_label if old else f"{old_label} (absent)",
                             new_label=args.paths[-1])
     out.write(summary(difference))
+    verdicts = classify(difference)
+    out.write(compatibility_report(verdicts))
     if args.output is not None and fmt is not None:
         changed = [m for m in difference.machines if m.status is not Status.SAME]
         views = [diff_view(m) for m in changed or difference.machines]
         if views:
             Path(args.output).write_bytes(render(to_dot(views), fmt))
-    return 1 if difference.changed else 0
+    failing = {"change": difference.changed,
+               "breaking": any(v.breaking for v in verdicts),
+               "data": any(v.data for v in verdicts),
+               "code": any(v.code for v in verdicts)}[args.fail_on]
+    return 1 if failing else 0
 
 
 def load_revision(path: Path, rev: str) -> LoadResult | None:

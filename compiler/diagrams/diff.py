@@ -103,6 +103,8 @@ class MachineDiff:
     events_added: tuple[str, ...] = ()
     events_removed: tuple[str, ...] = ()
     details: tuple[str, ...] = ()  # about the machine itself (its doc)
+    moves_added: tuple[tuple[str, str], ...] = ()  # `moved old -> new`, as (old, new)
+    moves_removed: tuple[tuple[str, str], ...] = ()
 
     @property
     def status(self) -> Status:
@@ -135,6 +137,8 @@ class MachineDiff:
             lines.append(f"{change.status.value} {change.text(any_source=whole)}")
         lines.extend(f"+ event {name}" for name in self.events_added)
         lines.extend(f"- event {name}" for name in self.events_removed)
+        lines.extend(f"+ moved {old} -> {new}" for old, new in self.moves_added)
+        lines.extend(f"- moved {old} -> {new}" for old, new in self.moves_removed)
         return lines
 
 
@@ -232,12 +236,16 @@ def diff_machines(old: Machine | None, new: Machine | None) -> MachineDiff:
     details = []
     if old is not None and new is not None and old.doc != new.doc:
         details.append(f"doc {_quoted(old.doc)} -> {_quoted(new.doc)}")
+    moves_before = set(old.moved.items()) if old else set()
+    moves_after = set(new.moved.items()) if new else set()
     return MachineDiff(
         named.name.text, old, new, tuple(diff_states(old, new)),
         tuple(diff_transitions(old, new)),
         tuple(e for e in (new.event_names if new else ()) if e not in before),
         tuple(e for e in (old.event_names if old else ()) if e not in after),
-        tuple(details))
+        tuple(details),
+        tuple(m for m in (new.moved.items() if new else ()) if m not in moves_before),
+        tuple(m for m in (old.moved.items() if old else ()) if m not in moves_after))
 
 
 def diff_specs(old: SpecFile | None, new: SpecFile | None, *, old_label: str = "",
