@@ -7,7 +7,7 @@ from types import ModuleType
 from . import build, check, demo, diff, events, notify, render, review, usage
 
 # isort: split
-from . import fmt  # issue 26 (editing)
+from . import fmt, lsp  # issue 26 (editing)
 
 COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff, demo, usage, events, notify)
-COMMANDS += (fmt,)
+COMMANDS += (fmt, lsp)
