@@ -78,7 +78,7 @@ async def session(root: Path, capabilities: types.ClientCapabilities | None = No
             workspace_folders=[types.WorkspaceFolder(uri=root.resolve().as_uri(), name="w")]))
         client.initialized(types.InitializedParams())
         yield state
-        await client.shutdown_async(None)
-        client.exit(None)
+        await asyncio.wait_for(client.shutdown_async(None), 10)
     finally:
-        await client.stop()
+        client.exit(None)  # the server stops on it, even after a failed test
+        await asyncio.wait_for(client.stop(), 10)
