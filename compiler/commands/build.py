@@ -6,11 +6,14 @@ import argparse
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from fsmc.compiler.buildplan import check_and_emit, stale_files
 from fsmc.compiler.diagrams.render import MISSING_WARNING, build_svgs, orphan_svgs
+from fsmc.compiler.watch import changes
+from fsmc.runtime.errors import FsmcError
 
 from .common import add_check_options, report
 
@@ -28,6 +31,7 @@ examples:
   fsmc build specs/
   fsmc build specs/vm.fsm -o src/myapp/machines
   fsmc build --check specs/
+  fsmc build --watch specs/      rebuild on every change until Ctrl-C
 """
 
 
@@ -42,11 +46,51 @@ def add_parser(subparsers: Any) -> None:
                         help="write nothing; exit 1 if OUT is not what a build would write")
     parser.add_argument("--no-svg", dest="svg", action="store_false",
                         help="do not render SVG diagrams (the .dot files are still written)")
+    parser.add_argument("--watch", action="store_true",
+                        help="build, then rebuild whenever a spec changes, until Ctrl-C "
+                             "(file-system events with watchfiles installed, else polling)")
+    parser.add_argument("--poll", type=float, default=None, metavar="SECONDS",
+                        help="with --watch: poll every SECONDS instead of using watchfiles")
     add_check_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.watch:
+        return watch(args, out, err)
+    return build_once(args, out, err)
+
+
+def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Build, then rebuild after each burst of changes; one status line per build. Errors in
+    the specs (or a spec deleted) are reported and the watch goes on; Ctrl-C stops it."""
+    if args.check:
+        raise FsmcError("--watch writes files; it cannot be combined with --check")
+    try:
+        _status(args, out, err, "initial build")
+        for changed in changes(args.paths, args.poll):
+            names = ", ".join(sorted(p.name for p in changed))
+            _status(args, out, err, f"{len(changed)} changed: {names}")
+    except KeyboardInterrupt:
+        err.write("fsmc: watch stopped\n")
+    return 0
+
+
+def _status(args: argparse.Namespace, out: TextIO, err: TextIO, reason: str) -> None:
+    started = time.perf_counter()
+    try:
+        status = build_once(args, out, err)
+        verdict = "ok" if status == 0 else "errors: nothing written"
+    except FsmcError as error:
+        err.write(f"fsmc: error: {error}\n")
+        verdict = "error"
+    elapsed = time.perf_counter() - started
+    out.write(f"[{time.strftime('%H:%M:%S')}] {reason}: {verdict} ({elapsed:.2f} s); "
+              "watching (Ctrl-C stops)\n")
+    out.flush()
+
+
+def build_once(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     build = check_and_emit(args.paths, strict=args.strict)
     report(build.project, args, out)
     if not build.project.ok:
