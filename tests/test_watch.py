@@ -1,5 +1,5 @@
 """`fsmc build --watch` as a process: rebuilds on change, survives syntax errors and deleted
-files, stops cleanly on SIGINT (Ctrl-C); with watchfiles and with polling."""
+files, stops cleanly on SIGINT (Ctrl-C) and SIGTERM; with watchfiles and with polling."""
 
 from __future__ import annotations
 
@@ -47,9 +47,10 @@ class Watcher:
             before.append(line)
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("mode", [(), ("--poll", "0.1")], ids=["watchfiles", "polling"])
 def test_watch_rebuilds_survives_errors_and_deletions_and_stops_on_sigint(
-        tmp_path: Path, mode: tuple[str, ...]) -> None:
+        tmp_path: Path, mode: tuple[str, ...], stop: signal.Signals) -> None:
     if not mode:
         pytest.importorskip("watchfiles")
     specs = tmp_path / "specs"
@@ -77,7 +78,7 @@ def test_watch_rebuilds_survives_errors_and_deletions_and_stops_on_sigint(
         line, _ = watcher.status()
         assert "1 changed: lamp.fsm: ok" in line
         assert not (tmp_path / "out" / "lamp.py").exists()
-        watcher.process.send_signal(signal.SIGINT)
+        watcher.process.send_signal(stop)
         _, err = watcher.process.communicate(timeout=20)
         assert watcher.process.returncode == 0, err
         assert err.strip().endswith("fsmc: watch stopped") and "Traceback" not in err

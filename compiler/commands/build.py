@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     the specs (or a spec deleted) are reported and the watch goes on; Ctrl-C stops it."""
     if args.check:
         raise FsmcError("--watch writes files; it cannot be combined with --check")
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C
     try:
         _status(args, out, err, "initial build")
         for changed in changes(args.paths, args.poll):
@@ -73,7 +75,13 @@ def watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _status(args, out, err, f"{len(changed)} changed: {names}")
     except KeyboardInterrupt:
         err.write("fsmc: watch stopped\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(number: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _status(args: argparse.Namespace, out: TextIO, err: TextIO, reason: str) -> None:
