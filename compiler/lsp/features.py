@@ -14,6 +14,7 @@ from fsmc.dsl.diagnostics import Diagnostic, Severity
 from fsmc.dsl.formatter import format_text
 from fsmc.dsl.lexer import KEYWORD_TOKENS
 from fsmc.dsl.model import Machine, StateKind, Transition
+from fsmc.dsl.printer import print_transition
 from fsmc.dsl.spans import Span
 from fsmc.dsl.syntax_examples import KEYWORDS
 from lsprotocol import types
@@ -116,16 +117,7 @@ def _occurrence(analysis: Analysis, positions: PositionMap,
 
 
 def _arrow(transition: Transition) -> str:
-    clauses = []
-    if transition.guard is not None:
-        keyword = "unless" if transition.guard.negated else "if"
-        clauses.append(f"{keyword} {transition.guard.name.text}")
-    if transition.action is not None:
-        clauses.append(f"do {transition.action.name.text}")
-    if transition.tags:
-        clauses.append(f"[{', '.join(transition.tag_names)}]")
-    text = f"{transition.source.text} -> {transition.target.text} : {transition.event.text}"
-    return " ".join([text, *clauses]) + f"  (line {transition.line})"
+    return f"{print_transition(transition)}  (line {transition.line})"
 
 
 def _listing(title: str, transitions: list[Transition]) -> list[str]:
