@@ -7,6 +7,7 @@
     python -m bench --store         # also run `python -m bench.store` (persisted transitions)
     python -m bench --amqp          # also run `python -m bench.amqp` (RabbitMQ publisher)
     python -m bench --notify        # also run `python -m bench.notify` (SSE latency, webhooks)
+    python -m bench --editing       # also run `python -m bench.editing` (fmt, LSP latency)
 
 Cases: transition (1), memory (2), bus (3), async (4), compile (5). The table and the target
 verdicts are printed; the exit status is 0 whatever the verdicts (a benchmark reports, it does
@@ -44,6 +45,8 @@ EXTERNAL = {
     "amqp": ("bench.amqp", "7. Broker: confirmed events/s (python -m bench.amqp)"),
     "notify": ("bench.notify", "8. Notification service: SSE latency, webhook rate "
                                "(python -m bench.notify)"),
+    "editing": ("bench.editing", "9. Editing: fsmc fmt, LSP diagnostics after an edit "
+                                 "(python -m bench.editing)"),
 }
 
 
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run bench/amqp.py (RabbitMQ publisher vs raw pika)")
     parser.add_argument("--notify", action="store_true",
                         help="also run bench/notify.py (notification service end to end)")
+    parser.add_argument("--editing", action="store_true",
+                        help="also run bench/editing.py (fsmc fmt, LSP diagnostics latency)")
     args = parser.parse_args(argv)
     settings = Settings.make(args.quick)
     env = environment(settings)
