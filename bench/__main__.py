@@ -10,6 +10,7 @@
     python -m bench --amqp --store  # both, and `python -m bench.durability` (outbox relay
                                     # with confirms, crash-safe journal)
     python -m bench --notify        # also run `python -m bench.notify` (SSE latency, webhooks)
+    python -m bench --editing       # also run `python -m bench.editing` (fmt, LSP latency)
 
 Cases: transition (1), memory (2), bus (3), async (4), compile (5), verify (6: assertions,
 test paths, log replay). The table and the target
@@ -51,6 +52,8 @@ EXTERNAL = {
     "amqp": ("bench.amqp", "7. Broker: confirmed events/s (python -m bench.amqp)"),
     "notify": ("bench.notify", "8. Notification service: SSE latency, webhook rate "
                                "(python -m bench.notify)"),
+    "editing": ("bench.editing", "9. Editing: fsmc fmt, LSP diagnostics after an edit "
+                                 "(python -m bench.editing)"),
 }
 # Run when all of their flags are given.
 COMBINED = {
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run bench/amqp.py (RabbitMQ publisher vs raw pika)")
     parser.add_argument("--notify", action="store_true",
                         help="also run bench/notify.py (notification service end to end)")
+    parser.add_argument("--editing", action="store_true",
+                        help="also run bench/editing.py (fsmc fmt, LSP diagnostics latency)")
     args = parser.parse_args(argv)
     settings = Settings.make(args.quick)
     env = environment(settings)

@@ -37,6 +37,8 @@ _PATTERN = re.compile(r"""
   | (?P<_LBRACE>\{)
   | (?P<_RBRACE>\})
 """, re.VERBOSE)
+TOKEN_PATTERN = _PATTERN
+"""The master expression (public for scanners that need no lark tokens: the formatter)."""
 
 
 def _token(kind: str, value: str, start: int, line: int, column: int, end_line: int,

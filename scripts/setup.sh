@@ -2,13 +2,13 @@
 # Set up everything fsmc needs on a fresh Debian/Ubuntu machine (idempotent):
 #   system packages (Graphviz for diagrams, Chromium for the review-site browser test,
 #   PostgreSQL's server binaries for the store tests and RabbitMQ's for the AMQP tests: they
-#   start private servers),
+#   start private servers, Neovim for the editor end-to-end test),
 #   a virtual environment in .venv with fsmc installed editable, with its test extras.
 # Usage: bash scripts/setup.sh        (then: source .venv/bin/activate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(graphviz chromium fonts-dejavu-core postgresql rabbitmq-server)
+APT_PACKAGES=(graphviz chromium fonts-dejavu-core postgresql rabbitmq-server neovim)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -41,11 +41,11 @@ VM_CHANGES = (
      '    state Restoring "Root disk being restored or reinstalled; comes back Stopped"\n'
      '    state Paused "Suspended in memory on its host"\n'),
     ("events CreateRequested,", "events PauseRequested, ResumeRequested, CreateRequested,"),
-    ("    Running -> Stopping : StopRequested\n",
+    ("    Running -> Stopping  : StopRequested\n",
      "    Running -> Stopping : StopRequested if can_stop\n"
      "    Running -> Paused : PauseRequested [usage]\n"
      "    Paused -> Running : ResumeRequested [usage]\n"),
-    ("    Stopped -> Stopped : StopRequested\n", ""),
+    ("    Stopped -> Stopped   : StopRequested\n", ""),
     ('state Stopping "Being shut down on its host"',
      'state Stopping "Being shut down gracefully on its host"'),
     ("    Error -> Expunging : DestroyRequested\n", "    Error -> Destroyed : DestroyRequested\n"),

@@ -10,6 +10,8 @@ from . import (
     demo,
     diff,
     events,
+    fmt,
+    lsp,
     migrate,
     notify,
     paths,
@@ -20,4 +22,4 @@ from . import (
 )
 
 COMMANDS: tuple[ModuleType, ...] = (check, build, render, review, diff, demo, usage, events, notify,
-                                    paths, replay, migrate)
+                                    paths, replay, migrate, fmt, lsp)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import jinja2
 from fsmc.compiler.analyses.properties import machine_verdicts
 from fsmc.compiler.buildplan import display_path, project_root
+from fsmc.compiler.highlight import highlight_line
 from fsmc.compiler.naming import module_name
 from fsmc.compiler.project import Project
 from fsmc.dsl.diagnostics import Diagnostic, code, trace_text
@@ -114,6 +115,7 @@ class MachinePage:
 class SourceLine:
     code: str
     comment: str  # from `#` to the end of the line, shown dimmed
+    html: str = ""  # the whole line highlighted (fsmc.compiler.highlight), escaped
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,8 @@ def site_files(project: Project, svg: SvgRenderer, site: Path, *,
         texts = [spec.source.line_text(n) for n in range(1, spec.source.line_count + 1)]
         if texts and texts[-1] == "":
             texts.pop()
-        lines = tuple(split_comment(text) for text in texts)
+        lines = tuple(replace(split_comment(text), html=highlight_line(text))
+                      for text in texts)
         sources.append(SourcePage(shown, source_page_name(module), lines, tuple(pages)))
     warnings = sum(len(m.warnings) for m in machines)
     context = {"title": title, "machines": machines, "sources": sources,
