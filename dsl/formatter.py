@@ -3,7 +3,8 @@
 The formatter works on the token stream of `lexer.tokenize`, not on the model, so that it keeps
 what the model drops (comments, blank lines, the author's grouping) and copies every token's
 text as written (doc strings and their escapes byte for byte). Statements it knows (state and
-event declarations, transitions) get the canonical spacing and alignment; any other statement
+event declarations, transitions) get the canonical spacing and alignment, `assert` and `moved`
+the canonical spacing; any other statement
 keeps its tokens in order with each run of whitespace between two tokens reduced to one space,
 so syntax added to the grammar later is never dropped or reordered. The layout rules are listed
 in docs/editing.md; `format_text` refuses (returns the diagnostics) a file with errors, and
@@ -27,6 +28,8 @@ from .spans import Span
 
 INDENT = "    "
 DECLARATION_KEYWORDS = frozenset({"INITIAL", "ENTRY", "FINAL", "STATE", "STATES", "EVENTS"})
+# Statements spaced canonically but not aligned (their words are names and `->`, `,`, `[ ]`).
+SPACED_KEYWORDS = frozenset({"ASSERT", "MOVED"})
 _SEPARATOR_PART = re.compile(r"\n|;|#[^\n]*|[ \t\f\r]+")
 _NO_SPACE_BEFORE = frozenset({"_COMMA", "RSQB"})
 _NO_SPACE_AFTER = frozenset({"LSQB"})
@@ -344,7 +347,8 @@ def _render_group(group: list[Line]) -> Iterator[str]:
             tail = f"{p.event.ljust(event_width)} {p.clauses}" if p.clauses else p.event
             codes.append(head + tail)
         else:
-            codes.append(join_tokens(line.tokens, as_written=True))
+            codes.append(join_tokens(line.tokens,
+                                     as_written=line.tokens[0].type not in SPACED_KEYWORDS))
     commented = [len(code) for code, line in zip(codes, group, strict=True)
                  if code is not None and line.comment is not None]
     comment_column = max(commented, default=0) + 2

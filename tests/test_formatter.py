@@ -105,11 +105,11 @@ def test_semicolons_split_and_blocks_opened() -> None:
 def test_unknown_statements_keep_their_tokens_and_spacing_is_normalised() -> None:
     """Statements the formatter does not lay out are kept in place, whitespace runs reduced
     to one space and no space added where there was none (as for syntax added later)."""
-    text = "machine M {\n initial Old\n  moved   Gone  ->Old;  Old->Old:E\n}\n"
+    text = "machine M {\n initial Old\n  data   size  :int;  Old->Old:E\n}\n"
     lines = layout(text).splitlines()
-    assert lines[2:4] == ["    moved Gone ->Old", "    Old -> Old : E"]
-    tokens = [t for t in scan("moved   Old  ->New:x") if t.type != "_SEP"]
-    assert join_tokens(tokens, as_written=True) == "moved Old ->New:x"
+    assert lines[2:4] == ["    data size :int", "    Old -> Old : E"]
+    tokens = [t for t in scan("data   size  :int") if t.type != "_SEP"]
+    assert join_tokens(tokens, as_written=True) == "data size :int"
 
 
 def test_output_that_would_read_differently_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,6 +132,14 @@ def test_files_with_errors_are_refused_with_their_diagnostics() -> None:
     assert [(d.code, d.span.line) for d in result.diagnostics] == [("E001", 3)]
     result = format_text('machine M {\n    initial A "bad \\q"\n}\n', "bad.fsm")
     assert result.text is None and [d.code for d in result.diagnostics] == ["E002"]
+
+
+def test_assert_and_moved_are_spaced_canonically() -> None:
+    text = ("machine M {\n  initial A ;  state B\n   moved   Old->B\n  A->B:Go\n B -> A : Back\n"
+            "  assert   never B  ->A\n assert B only from A,B[refuted]\n}\n")
+    assert formatted(text) == (
+        "machine M {\n    initial A\n    state B\n    moved Old -> B\n    A -> B : Go\n"
+        "    B -> A : Back\n    assert never B -> A\n    assert B only from A, B [refuted]\n}\n")
 
 
 def test_warnings_do_not_stop_formatting() -> None:
