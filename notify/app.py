@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib import resources
@@ -48,7 +49,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .auth import Authenticator, Principal, owner_of
-from .config import NotifyConfig, hash_key
+from .config import NotifyConfig, hash_key, load_config
 from .ratelimit import RateLimiter
 from .store import Subscription, SubscriptionStore
 from .stream import Client, Hub, stream, visible_to
@@ -65,10 +66,12 @@ DNS_PER_CALLER = 2  # of those, at most this many for one tenant (or the admin) 
 DNS_PATIENCE = 10.0  # seconds a request waits for its lookup before it is answered 422
 
 
-def create_app(bus: Any, config: NotifyConfig, *,
+def create_app(bus: Any, config: NotifyConfig | str | os.PathLike[str], *,
                subscriptions: str | Path | SubscriptionStore = ":memory:",
                webhook_options: dict[str, Any] | None = None) -> Starlette:
-    """The service, fed by `bus` (it subscribes to `StateChanged`), keeping subscriptions in
+    """The service, fed by `bus` (it subscribes to `StateChanged`), configured by `config` (a
+    `NotifyConfig`, or the path of its TOML file, read with `load_config`: a bad file raises
+    `ConfigError` before anything is opened), keeping subscriptions in
     the SQLite database `subscriptions` (a file, so that they survive a restart), or in a
     `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
     `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout; a
@@ -78,6 +81,8 @@ def create_app(bus: Any, config: NotifyConfig, *,
     If it raises part-way (a file that is not a database raises `sqlite3.DatabaseError`),
     what it opened is closed again: the store it opened, the dispatcher's threads, its
     subscription to `bus` (a store given to it stays open, the caller's)."""
+    if not isinstance(config, NotifyConfig):
+        config = load_config(config)
     with contextlib.ExitStack() as undo:
         hub = Hub(replay=config.replay, owner=owner_of)
         if isinstance(subscriptions, SubscriptionStore):
