@@ -73,14 +73,18 @@ DNS_PATIENCE = 10.0  # seconds a request waits for its lookup before it is answe
 
 def create_app(bus: Any, config: NotifyConfig | str | os.PathLike[str], *,
                subscriptions: str | Path | SubscriptionStore = ":memory:",
-               webhook_options: dict[str, Any] | None = None) -> Starlette:
+               webhook_options: dict[str, Any] | None = None,
+               source: str = "fsmc") -> Starlette:
     """The service, fed by `bus` (it subscribes to `StateChanged`), configured by `config` (a
     `NotifyConfig`, or the path of its TOML file, read with `load_config`: a bad file raises
     `ConfigError` before anything is opened), keeping subscriptions in
     the SQLite database `subscriptions` (a file, so that they survive a restart), or in a
     `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
     `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout; a
-    `max_dead_letters` there overrides the config's). The hub, the store and the dispatcher
+    `max_dead_letters` there overrides the config's). Streams and webhooks carry each event
+    with its own CloudEvents `source` (the producer's, for events from the broker), else with
+    `source` (events made in this process; "fsmc", as `AmqpPublisher`'s). The hub, the store
+    and the dispatcher
     are `app.state.hub`, `.store`, `.webhooks`.
 
     If it raises part-way (a file that is not a database raises `sqlite3.DatabaseError`),
@@ -89,7 +93,7 @@ def create_app(bus: Any, config: NotifyConfig | str | os.PathLike[str], *,
     if not isinstance(config, NotifyConfig):
         config = load_config(config)
     with contextlib.ExitStack() as undo:
-        hub = Hub(replay=config.replay, owner=owner_of)
+        hub = Hub(replay=config.replay, source=source, owner=owner_of)
         if isinstance(subscriptions, SubscriptionStore):
             store = subscriptions
         else:
