@@ -251,11 +251,7 @@ class _Service:
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(422, "invalid_body", "the body must be a JSON object")
-        checked = await self.checked(admitted.tenant, validate_subscription, body)
+        checked = await self.checked(request, admitted.tenant, validate_subscription)
         if isinstance(checked, Response):
             return checked
         topic, url, secret = checked
@@ -270,11 +266,7 @@ class _Service:
         if isinstance(found, Response):
             return found
         admitted, subscription = found
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(422, "invalid_body", "the body must be a JSON object")
-        checked = await self.checked(admitted.tenant, validate_changes, body)
+        checked = await self.checked(request, admitted.tenant, validate_changes)
         if isinstance(checked, Response):
             return checked
         changed = await self.stored(self._change, subscription.id, checked)
@@ -288,14 +280,19 @@ class _Service:
         self.webhooks.refresh()
         return changed
 
-    async def checked(self, tenant: str | None, validate: Callable[..., _T],
-                      body: object) -> _T | Response:
-        """`validate(body, allow_hosts)` (`validate_subscription` or `validate_changes`), whose
-        DNS lookup may take long: in the DNS executor,
+    async def checked(self, request: Request, tenant: str | None,
+                      validate: Callable[..., _T]) -> _T | Response:
+        """`validate(body, allow_hosts)` of the request's JSON body (`validate_subscription` or
+        `validate_changes`; 422 if it is not JSON), whose DNS lookup may take long: in the DNS
+        executor,
         at most `DNS_PER_CALLER` at once per tenant (429 beyond: one tenant naming hosts that
         hang cannot take every lookup thread), answered 422 after `DNS_PATIENCE` seconds. A
         lookup counts against its tenant until its thread is done, even if nobody waits for
         it any more."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(422, "invalid_body", "the body must be a JSON object")
         if self._checking.get(tenant, 0) >= DNS_PER_CALLER:
             return _error(429, "rate_limited", f"{DNS_PER_CALLER} subscriptions of this key "
                           "are being checked already; retry in 1 s",
