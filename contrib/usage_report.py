@@ -132,6 +132,7 @@ class Report:
     end: datetime
     rules: tuple[UsageRule, ...]
     records: tuple[UsageRecord, ...]
+    uncovered: tuple[tuple[str, int], ...] = ()  # (machine, events) no rule counts, stored
 
     def accounts(self) -> list[tuple[str, dict[str, float], int]]:
         """(account, usage type → quantity, number of resources), largest first (by the
@@ -159,14 +160,16 @@ class Report:
 
     def for_account(self, account: str) -> Report:
         return Report(self.start, self.end, self.rules,
-                      tuple(r for r in self.records if r.account == account))
+                      tuple(r for r in self.records if r.account == account), self.uncovered)
 
 
 def load_report(path: str | Path, *, start: datetime | None = None,
                 end: datetime | None = None, account: str | None = None,
                 rules: tuple[UsageRule, ...] = RULES) -> Report:
     """Read the database at `path` and compute the report for [start, end) (default: from
-    the first event to the last), for one account or all."""
+    the first event to the last), for one account or all, with `rules` (`fsmc usage` gives
+    `fsmc.contrib.usage_rules.find_rules()`: CloudStack's, the installed packages' and a
+    file's). The events of machines no rule counts are in `uncovered`."""
     connection = connect(path, read_only=True)
     try:
         low, high = connection.execute(
@@ -175,9 +178,13 @@ def load_report(path: str | Path, *, start: datetime | None = None,
         end_us = _to_us(end) if end is not None else (high or start_us)
         records = usage_records(_resources(connection, rules, end_us), rules, start_us,
                                 end_us)
+        counted = {rule.machine for rule in rules}
+        uncovered = tuple((machine, count) for machine, count in connection.execute(
+            "SELECT machine, count(*) FROM usage_events GROUP BY machine ORDER BY machine")
+            if machine not in counted)
     finally:
         connection.close()
-    report = Report(_from_us(start_us), _from_us(end_us), rules, tuple(records))
+    report = Report(_from_us(start_us), _from_us(end_us), rules, tuple(records), uncovered)
     return report if account is None else report.for_account(account)
 
 
@@ -240,6 +247,13 @@ def format_report(report: Report, *, top: int | None = 10) -> str:
                             f"{sum(c for _, _, c in accounts):>9,}"]))
     for rule in report.rules:
         lines.extend(_top_resources(report, rule, top))
+    if report.uncovered:
+        kept = ", ".join(f"{_count(count, 'event')} of {machine}"
+                         for machine, count in report.uncovered)
+        lines.extend(["", f"not reported: {kept}: no usage rule counts "
+                      f"{'that machine' if len(report.uncovered) == 1 else 'those machines'} "
+                      "(give its rules with --rules FILE, or install the package that "
+                      "declares them under the fsmc.usage_rules entry point)"])
     return "\n".join(lines)
 
 

@@ -11,13 +11,17 @@ resources (`payload["account"]`); the admin sees all.
 - `GET /v1/events[?topic=PATTERN]`: Server-Sent Events, one `StateChanged` event per
   transition (`id:` the event id, `data:` its CloudEvents JSON), resuming after the
   `Last-Event-ID` header from the replay log; `: heartbeat` comments while idle. A malformed
-  pattern is answered 422.
+  pattern is answered 422; a suspicious one gets a `warning` event after `retry:`.
 - `POST /v1/subscriptions` `{"topic", "kind": "webhook", "url", "secret"}` → 201 with the
-  subscription (never its secret); `GET /v1/subscriptions`; `GET` / `DELETE
-  /v1/subscriptions/{id}` (204); `GET /v1/subscriptions/{id}/dead-letters` (with how many
-  were dropped beyond the config's bound); `POST
-  /v1/subscriptions/{id}/dead-letters/redrive`. Another tenant's subscription is answered 404,
-  a malformed pattern, URL or body 422.
+  subscription (never its secret), with a `warning` when its pattern almost never means what
+  was meant (`fsmc.runtime.topics.pattern_warning`); `GET /v1/subscriptions`; `GET` / `DELETE
+  /v1/subscriptions/{id}` (204); `PATCH /v1/subscriptions/{id}` with any of `topic`, `url`,
+  `secret` (checked as `POST` checks them; id, dead letters and lane stay); `GET
+  /v1/subscriptions/{id}/dead-letters` (with how many were dropped beyond the config's
+  bound); `POST /v1/subscriptions/{id}/dead-letters/redrive`. Another tenant's subscription
+  is answered 404, a malformed pattern, URL or body 422. A method a path lacks is answered 405
+  with all those it has in `Allow`. Times are ISO 8601 in UTC
+  (`2026-12-08T01:30:04.250000Z`), as in events.
 
 The store is SQLite and every call into it blocks, so handlers make them in a worker thread,
 never on the event loop: a slow disk delays that request, not the open streams. The app has two
@@ -32,15 +36,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import math
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fsmc.runtime import StateChanged
-from fsmc.runtime.topics import compile_pattern
+from fsmc.runtime.topics import compile_pattern, pattern_warning
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -48,11 +54,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .auth import Authenticator, Principal, owner_of
-from .config import NotifyConfig, hash_key
+from .config import NotifyConfig, hash_key, load_config
 from .ratelimit import RateLimiter
 from .store import Subscription, SubscriptionStore
 from .stream import Client, Hub, stream, visible_to
-from .subscriptions import InvalidSubscription, validate_subscription
+from .subscriptions import InvalidSubscription, validate_changes, validate_subscription
 from .webhooks import ALL_TENANTS, WebhookDispatcher
 
 __all__ = ["create_app"]
@@ -65,21 +71,29 @@ DNS_PER_CALLER = 2  # of those, at most this many for one tenant (or the admin) 
 DNS_PATIENCE = 10.0  # seconds a request waits for its lookup before it is answered 422
 
 
-def create_app(bus: Any, config: NotifyConfig, *,
+def create_app(bus: Any, config: NotifyConfig | str | os.PathLike[str], *,
                subscriptions: str | Path | SubscriptionStore = ":memory:",
-               webhook_options: dict[str, Any] | None = None) -> Starlette:
-    """The service, fed by `bus` (it subscribes to `StateChanged`), keeping subscriptions in
+               webhook_options: dict[str, Any] | None = None,
+               source: str = "fsmc") -> Starlette:
+    """The service, fed by `bus` (it subscribes to `StateChanged`), configured by `config` (a
+    `NotifyConfig`, or the path of its TOML file, read with `load_config`: a bad file raises
+    `ConfigError` before anything is opened), keeping subscriptions in
     the SQLite database `subscriptions` (a file, so that they survive a restart), or in a
     `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
     `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout; a
-    `max_dead_letters` there overrides the config's). The hub, the store and the dispatcher
+    `max_dead_letters` there overrides the config's). Streams and webhooks carry each event
+    with its own CloudEvents `source` (the producer's, for events from the broker), else with
+    `source` (events made in this process; "fsmc", as `AmqpPublisher`'s). The hub, the store
+    and the dispatcher
     are `app.state.hub`, `.store`, `.webhooks`.
 
     If it raises part-way (a file that is not a database raises `sqlite3.DatabaseError`),
     what it opened is closed again: the store it opened, the dispatcher's threads, its
     subscription to `bus` (a store given to it stays open, the caller's)."""
+    if not isinstance(config, NotifyConfig):
+        config = load_config(config)
     with contextlib.ExitStack() as undo:
-        hub = Hub(replay=config.replay, owner=owner_of)
+        hub = Hub(replay=config.replay, source=source, owner=owner_of)
         if isinstance(subscriptions, SubscriptionStore):
             store = subscriptions
         else:
@@ -105,15 +119,13 @@ def _build(bus: Any, handle: Any, hub: Hub, config: NotifyConfig, store: Subscri
     service = _Service(hub, config, store, webhooks, store_pool, dns_pool)
     one = "/v1/subscriptions/{id}"
     app = Starlette(routes=[
-        Route("/", _page, methods=["GET"]),
-        Route("/openapi.json", _openapi, methods=["GET"]),
-        Route("/v1/events", service.events, methods=["GET"]),
-        Route("/v1/subscriptions", service.create, methods=["POST"]),
-        Route("/v1/subscriptions", service.list, methods=["GET"]),
-        Route(one, service.show, methods=["GET"]),
-        Route(one, service.delete, methods=["DELETE"]),
-        Route(one + "/dead-letters", service.dead_letters, methods=["GET"]),
-        Route(one + "/dead-letters/redrive", service.redrive, methods=["POST"]),
+        _resource("/", GET=_page),
+        _resource("/openapi.json", GET=_openapi),
+        _resource("/v1/events", GET=service.events),
+        _resource("/v1/subscriptions", GET=service.list, POST=service.create),
+        _resource(one, GET=service.show, PATCH=service.change, DELETE=service.delete),
+        _resource(one + "/dead-letters", GET=service.dead_letters),
+        _resource(one + "/dead-letters/redrive", POST=service.redrive),
     ], lifespan=_closing(lambda: bus.unsubscribe(handle), webhooks, store, store_pool,
                          dns_pool),
         exception_handlers={HTTPException: _http_error})
@@ -122,6 +134,19 @@ def _build(bus: Any, handle: Any, hub: Hub, config: NotifyConfig, store: Subscri
     app.state.webhooks = webhooks
     app.state.config = config
     return app
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _resource(path: str, **methods: Endpoint) -> Route:
+    """One route for `path` and every method it has: a method it lacks is answered 405 with
+    all of them in `Allow` (with a route per method, Starlette would name the first one's
+    only). HEAD is answered as GET."""
+    async def endpoint(request: Request) -> Response:
+        return await methods["GET" if request.method == "HEAD" else request.method](request)
+
+    return Route(path, endpoint, methods=list(methods))
 
 
 _PAGE = (resources.files("fsmc.notify") / "static" / "index.html").read_bytes()
@@ -207,11 +232,14 @@ class _Service:
             pattern = compile_pattern(topic) if topic else None
         except (TypeError, ValueError) as error:
             return _error(422, "invalid_topic", str(error))
+        warning = pattern_warning(topic, in_url=True) if topic else None
         client = Client(visible_to(admitted.tenant, admitted.admin, pattern),
                         asyncio.get_running_loop(), self.config.client_queue)
         missed, complete = self.hub.connect(client, request.headers.get("last-event-id") or None)
         body = stream(self.hub, client, missed, complete, heartbeat=self.config.heartbeat,
                       disconnected=request.is_disconnected)
+        if warning is not None:
+            body = _warned(body, warning)
         return StreamingResponse(body, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
@@ -223,30 +251,54 @@ class _Service:
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(422, "invalid_body", "the body must be a JSON object")
-        checked = await self.checked(admitted.tenant, body)
+        checked = await self.checked(request, admitted.tenant, validate_subscription)
         if isinstance(checked, Response):
             return checked
         topic, url, secret = checked
         tenant = admitted.tenant if admitted.tenant is not None else ALL_TENANTS
         subscription = await self.stored(self._add, tenant, topic, url, secret)
-        return JSONResponse(subscription.to_json(), status_code=201)
+        return _shown(subscription, topic, 201)
 
-    async def checked(self, tenant: str | None, body: object) -> tuple[str, str, str] | Response:
-        """`validate_subscription(body)`, whose DNS lookup may take long: in the DNS executor,
+    async def change(self, request: Request) -> Response:
+        """`PATCH`: a new URL, secret or topic for a subscription, checked as `POST` checks
+        them; its id, dead letters and webhook lane stay."""
+        found = await self.caller_and_owned(request)
+        if isinstance(found, Response):
+            return found
+        admitted, subscription = found
+        checked = await self.checked(request, admitted.tenant, validate_changes)
+        if isinstance(checked, Response):
+            return checked
+        changed = await self.stored(self._change, subscription.id, checked)
+        if changed is None:  # deleted meanwhile
+            return _error(404, "not_found", "no such subscription")
+        return _shown(changed, checked.get("topic"), 200)
+
+    def _change(self, subscription_id: str, changes: dict[str, str]) -> Subscription | None:
+        """In a worker thread: store the changes and hand them to the webhook lane."""
+        changed = self.store.update(subscription_id, **changes)
+        self.webhooks.refresh()
+        return changed
+
+    async def checked(self, request: Request, tenant: str | None,
+                      validate: Callable[..., _T]) -> _T | Response:
+        """`validate(body, allow_hosts)` of the request's JSON body (`validate_subscription` or
+        `validate_changes`; 422 if it is not JSON), whose DNS lookup may take long: in the DNS
+        executor,
         at most `DNS_PER_CALLER` at once per tenant (429 beyond: one tenant naming hosts that
         hang cannot take every lookup thread), answered 422 after `DNS_PATIENCE` seconds. A
         lookup counts against its tenant until its thread is done, even if nobody waits for
         it any more."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(422, "invalid_body", "the body must be a JSON object")
         if self._checking.get(tenant, 0) >= DNS_PER_CALLER:
             return _error(429, "rate_limited", f"{DNS_PER_CALLER} subscriptions of this key "
                           "are being checked already; retry in 1 s",
                           headers={"Retry-After": "1"})
         lookup = asyncio.get_running_loop().run_in_executor(
-            self._dns_pool, validate_subscription, body, self.config.allow_hosts)
+            self._dns_pool, validate, body, self.config.allow_hosts)
         self._checking[tenant] = self._checking.get(tenant, 0) + 1
         lookup.add_done_callback(functools.partial(self._done_checking, tenant))
         try:
@@ -282,6 +334,12 @@ class _Service:
     async def owned(self, request: Request) -> Subscription | Response:
         """The subscription of the path, if the caller may see it; else the refusal (another
         tenant's subscription is answered 404, as if it did not exist)."""
+        found = await self.caller_and_owned(request)
+        return found if isinstance(found, Response) else found[1]
+
+    async def caller_and_owned(
+            self, request: Request) -> tuple[Principal, Subscription] | Response:
+        """`owned`, with the caller."""
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted
@@ -289,7 +347,7 @@ class _Service:
         if subscription is None or not (admitted.admin or subscription.tenant ==
                                         admitted.tenant):
             return _error(404, "not_found", "no such subscription")
-        return subscription
+        return admitted, subscription
 
     async def show(self, request: Request) -> Response:
         found = await self.owned(request)
@@ -324,6 +382,27 @@ class _Service:
         return JSONResponse({"redriven": redriven}, status_code=202)
 
 
+def _shown(subscription: Subscription, topic: str | None, status: int) -> JSONResponse:
+    """The subscription as the API shows it, with a `warning` when `topic` (the pattern just
+    given, if any) almost never means what was meant."""
+    shown = subscription.to_json()
+    warning = None if topic is None else pattern_warning(topic)
+    if warning is not None:
+        shown["warning"] = warning
+    return JSONResponse(shown, status_code=status)
+
+
+async def _warned(body: AsyncIterator[str], warning: str) -> AsyncIterator[str]:
+    """The stream `body` with a `warning` event after its first line (`retry:`)."""
+    notice = f"event: warning\ndata: {json.dumps({'warning': warning})}\n\n"
+    first = True
+    async for chunk in body:
+        yield chunk
+        if first:
+            first = False
+            yield notice
+
+
 _HTTP_ERRORS = {404: ("not_found", "no such resource"),
                 405: ("method_not_allowed", "this method is not allowed here")}
 
@@ -333,8 +412,11 @@ async def _http_error(request: Request, error: Exception) -> Response:
     shape of the others."""
     assert isinstance(error, HTTPException)
     code, message = _HTTP_ERRORS.get(error.status_code, ("http_error", str(error.detail)))
+    headers = dict(error.headers or {})
+    if "Allow" in headers:  # Starlette joins a set: give the methods in one stable order
+        headers["Allow"] = ", ".join(sorted(headers["Allow"].split(", ")))
     return _error(error.status_code, code, f"{message}: {request.method} {request.url.path}",
-                  headers=dict(error.headers or {}))
+                  headers=headers)
 
 
 def _error(status: int, code: str, message: str,

@@ -53,6 +53,7 @@ _HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _SHOWN = 12  # hex digits of a hash shown in messages
 
 HASH_HOWTO = ("keys must be stored hashed, never as written: make one with "
+              "`fsmc notify hash-key` (it reads the key from a prompt or stdin), "
               "python -c \"import hashlib; print('sha256:' + hashlib.sha256(b'KEY').hexdigest())\""
               " or fsmc.notify.config.hash_key('KEY')")
 

@@ -7,6 +7,9 @@ subscription's `dropped` count (kept in the file) says how many were. Dead lette
 one at a time (`add_dead_letter`) or as a batch in one transaction (`add_dead_letters`). A
 file written by an earlier version, without that count, is brought up to date when it is
 opened. A file that is not a database raises `sqlite3.DatabaseError`, and nothing stays open.
+
+Times are kept as Unix times (`REAL`); `to_json`, what the API shows, writes them as ISO 8601
+in UTC (`2026-12-08T01:30:04.250000Z`, like the events' `time`): `iso_time`.
 """
 
 from __future__ import annotations
@@ -20,14 +23,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-__all__ = ["DeadLetter", "Subscription", "SubscriptionStore"]
+__all__ = ["DeadLetter", "Subscription", "SubscriptionStore", "iso_time"]
+
+
+def iso_time(seconds: float) -> str:
+    """A Unix time as the API writes times: ISO 8601 in UTC, to the microsecond, with a `Z`."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """A tenant's webhook subscription; `created` is a Unix time. `secret` signs deliveries and
-    is never shown (not in `repr`, not in `to_json`)."""
+    """A tenant's webhook subscription; `created` is a Unix time (ISO 8601 in `to_json`).
+    `secret` signs deliveries and is never shown (not in `repr`, not in `to_json`)."""
 
     id: str
     tenant: str
@@ -40,13 +50,14 @@ class Subscription:
     def to_json(self) -> dict[str, object]:
         """The subscription as the API shows it: everything but the secret."""
         return {"id": self.id, "tenant": self.tenant, "topic": self.topic, "kind": self.kind,
-                "url": self.url, "created": self.created}
+                "url": self.url, "created": iso_time(self.created)}
 
 
 @dataclass(frozen=True)
 class DeadLetter:
     """An event that could not be delivered to `subscription` (its id) after `attempts`
-    attempts; `body` is what was sent, `error` the last failure, `time` a Unix time."""
+    attempts; `body` is what was sent, `error` the last failure, `time` a Unix time (ISO 8601
+    in `to_json`)."""
 
     subscription: str
     event_id: str
@@ -58,7 +69,7 @@ class DeadLetter:
     def to_json(self) -> dict[str, object]:
         return {"subscription": self.subscription, "event_id": self.event_id,
                 "body": self.body, "attempts": self.attempts, "error": self.error,
-                "time": self.time}
+                "time": iso_time(self.time)}
 
 
 _SCHEMA = """
@@ -157,6 +168,22 @@ class SubscriptionStore:
         with self._lock:
             row = self._conn.execute(f"SELECT {_SUB_COLUMNS} FROM subscriptions WHERE id = ?",
                                      (id,)).fetchone()
+        return None if row is None else Subscription(*row)
+
+    def update(self, id: str, *, topic: str | None = None, url: str | None = None,
+               secret: str | None = None) -> Subscription | None:
+        """Change what is given of the subscription `id` (already checked: see
+        `validate_changes`), keeping its id, creation time, dead letters and `dropped`; the
+        subscription as it now is, or None if there is none."""
+        changes = {name: value for name, value in
+                   (("topic", topic), ("url", url), ("secret", secret)) if value is not None}
+        with self._transaction() as conn:
+            if changes:
+                assignments = ", ".join(f"{name} = ?" for name in changes)
+                conn.execute(f"UPDATE subscriptions SET {assignments} WHERE id = ?",
+                             (*changes.values(), id))
+            row = conn.execute(f"SELECT {_SUB_COLUMNS} FROM subscriptions WHERE id = ?",
+                               (id,)).fetchone()
         return None if row is None else Subscription(*row)
 
     def list(self, tenant: str | None = None) -> builtins.list[Subscription]:

@@ -91,9 +91,10 @@ class Client:
 
 
 class Hub:
-    """The replay log and the connected clients."""
+    """The replay log and the connected clients. Events are sent with their own CloudEvents
+    `source` (their producer's, for events from a broker), else with `source`."""
 
-    def __init__(self, *, replay: int = 10_000, source: str = "fsmc.notify",
+    def __init__(self, *, replay: int = 10_000, source: str = "fsmc",
                  owner: Callable[[StateChanged], str | None]) -> None:
         self._log: deque[Item] = deque(maxlen=replay)
         self._seq = itertools.count(1)

@@ -1,6 +1,7 @@
 """Webhook subscriptions: checking what a tenant asks for, and keeping what it was given.
 
-`validate_subscription` checks the body of `POST /v1/subscriptions`; `validate_target` checks a
+`validate_subscription` checks the body of `POST /v1/subscriptions` (`validate_changes` that of
+`PATCH /v1/subscriptions/{id}`); `validate_target` checks a
 webhook URL so that the service cannot be turned against the network it runs in: only `http`
 and `https`, no `user:pass@`, and a host that is (or resolves to) global addresses only, unless
 the host is listed in the config's `[webhooks] allow_hosts`. `check_delivery_target` runs the
@@ -20,11 +21,12 @@ from urllib.parse import urlsplit
 from fsmc.runtime.topics import validate_pattern
 
 __all__ = ["MAX_SECRET_LENGTH", "InvalidSubscription", "Resolver", "check_delivery_target",
-           "validate_subscription", "validate_target"]
+           "validate_changes", "validate_subscription", "validate_target"]
 
 MAX_SECRET_LENGTH = 256
 _SCHEMES = {"http": 80, "https": 443}
 _FIELDS = ("topic", "kind", "url", "secret")
+_CHANGEABLE = ("topic", "url", "secret")
 
 # `socket.getaddrinfo`, or a fake with the same call: resolve(host, port, proto=IPPROTO_TCP)
 # returns (family, type, proto, canonname, sockaddr) tuples, sockaddr[0] being the address.
@@ -149,28 +151,65 @@ def validate_subscription(body: object, allow_hosts: frozenset[str],
     if not isinstance(body, dict):
         raise InvalidSubscription(f"the body must be a JSON object with {', '.join(_FIELDS)}, "
                                   f"not {_kind(body)}")
-    unknown = sorted(str(key) for key in body if key not in _FIELDS)
-    if unknown:
-        raise InvalidSubscription(f"unknown field{'s' if len(unknown) > 1 else ''} "
-                                  f"{', '.join(map(repr, unknown))}; expected exactly: "
-                                  f"{', '.join(_FIELDS)}")
+    _no_unknown(body, _FIELDS, "expected exactly:")
     missing = [key for key in _FIELDS if key not in body]
     if missing:
         raise InvalidSubscription(f"missing field{'s' if len(missing) > 1 else ''} "
                                   f"{', '.join(map(repr, missing))}")
-    try:
-        topic = validate_pattern(body["topic"])
-    except (TypeError, ValueError) as error:
-        raise InvalidSubscription(f"topic: {error}") from None
+    topic = _topic(body["topic"])
     if body["kind"] != "webhook":
         raise InvalidSubscription(f"kind must be \"webhook\", not {body['kind']!r}"
                                   if isinstance(body["kind"], str) else
                                   f"kind must be \"webhook\", not {_kind(body['kind'])}")
-    url = body["url"]
+    url = _url(body["url"], allow_hosts, resolve)
+    return topic, url, _secret(body["secret"])
+
+
+def validate_changes(body: object, allow_hosts: frozenset[str],
+                     resolve: Resolver = socket.getaddrinfo) -> dict[str, str]:
+    """Check the JSON body of `PATCH /v1/subscriptions/{id}` and return the changes, by field.
+
+    The body must be an object with at least one of `topic`, `url` and `secret`, each checked
+    as `validate_subscription` checks it (a new URL gets the same target check)."""
+    if not isinstance(body, dict):
+        raise InvalidSubscription(f"the body must be a JSON object with one or more of "
+                                  f"{', '.join(_CHANGEABLE)}, not {_kind(body)}")
+    _no_unknown(body, _CHANGEABLE, "only these can change:")
+    if not body:
+        raise InvalidSubscription(f"nothing to change: give one or more of "
+                                  f"{', '.join(_CHANGEABLE)}")
+    changes: dict[str, str] = {}
+    if "topic" in body:
+        changes["topic"] = _topic(body["topic"])
+    if "url" in body:
+        changes["url"] = _url(body["url"], allow_hosts, resolve)
+    if "secret" in body:
+        changes["secret"] = _secret(body["secret"])
+    return changes
+
+
+def _no_unknown(body: dict[Any, Any], fields: tuple[str, ...], expected: str) -> None:
+    unknown = sorted(str(key) for key in body if key not in fields)
+    if unknown:
+        raise InvalidSubscription(f"unknown field{'s' if len(unknown) > 1 else ''} "
+                                  f"{', '.join(map(repr, unknown))}; {expected} "
+                                  f"{', '.join(fields)}")
+
+
+def _topic(topic: object) -> str:
+    try:
+        return validate_pattern(topic)
+    except (TypeError, ValueError) as error:
+        raise InvalidSubscription(f"topic: {error}") from None
+
+
+def _url(url: object, allow_hosts: frozenset[str], resolve: Resolver) -> str:
     if not isinstance(url, str):
         raise InvalidSubscription(f"url must be a string, not {_kind(url)}")
-    validate_target(url, allow_hosts, resolve)
-    secret = body["secret"]
+    return validate_target(url, allow_hosts, resolve)
+
+
+def _secret(secret: object) -> str:
     if not isinstance(secret, str):
         raise InvalidSubscription(f"secret must be a string, not {_kind(secret)}")
     if not secret:
@@ -178,7 +217,7 @@ def validate_subscription(body: object, allow_hosts: frozenset[str],
     if len(secret) > MAX_SECRET_LENGTH:
         raise InvalidSubscription(f"secret is {len(secret)} characters long; at most "
                                   f"{MAX_SECRET_LENGTH} are allowed")
-    return topic, url, secret
+    return secret
 
 
 def _kind(value: object) -> str:

@@ -118,7 +118,9 @@ class WebhookDispatcher:
             raise
 
     def refresh(self) -> None:
-        """Follow the store: a lane for each subscription, none for deleted ones."""
+        """Follow the store: a lane for each subscription, none for deleted ones; a changed
+        subscription (`PATCH`) keeps its lane and what waits in it, and the next attempt uses
+        its new URL, secret and topic."""
         with self._refreshing:
             current = {subscription.id: subscription
                        for subscription in self._store.list(None)}
@@ -126,10 +128,14 @@ class WebhookDispatcher:
                 for gone in set(self._lanes) - set(current):
                     self._lanes.pop(gone).stop()
                 for ident, subscription in current.items():
-                    if ident not in self._lanes:
+                    lane = self._lanes.get(ident)
+                    if lane is None:
                         self._lanes[ident] = Lane(subscription,
                                                    compile_pattern(subscription.topic),
                                                    self._deliver, self._failed)
+                    elif lane.subscription != subscription:
+                        lane.pattern = compile_pattern(subscription.topic)
+                        lane.subscription = subscription
 
     def offer(self, item: Item) -> None:
         """From the hub (the bus's thread): queue `item` for every subscription that wants
@@ -224,15 +230,15 @@ class WebhookDispatcher:
     # -- one delivery, on a lane's thread ---------------------------------------------------
 
     def _deliver(self, lane: Lane, item: Item) -> None:
-        subscription = lane.subscription
         body = item.body.encode("utf-8")
-        headers = {"Content-Type": "application/cloudevents+json",
-                   "X-Fsmc-Signature": signature(subscription.secret, body),
-                   "X-Fsmc-Event-Id": item.id, "X-Fsmc-Subscription": subscription.id}
         error = ""
         for attempt in range(1, self._attempts + 1):
             if lane.stopped:
                 return
+            subscription = lane.subscription  # read again: a PATCH may have changed it
+            headers = {"Content-Type": "application/cloudevents+json",
+                       "X-Fsmc-Signature": signature(subscription.secret, body),
+                       "X-Fsmc-Event-Id": item.id, "X-Fsmc-Subscription": subscription.id}
             error = self._attempt(subscription.url, body, headers)
             if not error:
                 self._count("delivered")
@@ -241,9 +247,10 @@ class WebhookDispatcher:
                 self._count("retries")
                 if self._closing.wait(self._backoff(attempt)) or lane.stopped:
                     return
+        ident = lane.subscription.id
         logger.warning("webhook %s: %s not delivered after %d attempts (%s); dead-lettered",
-                       subscription.id, item.id, self._attempts, error)
-        self._dead_letter(DeadLetter(subscription.id, item.id, item.body, self._attempts, error,
+                       ident, item.id, self._attempts, error)
+        self._dead_letter(DeadLetter(ident, item.id, item.body, self._attempts, error,
                                      time.time()))
 
     def _failed(self, lane: Lane, item: Item, error: Exception) -> None:

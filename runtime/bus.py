@@ -63,6 +63,7 @@ from .subscriptions import (
     by_type,
     dead_letter_subscribers,
     marked_methods,
+    warn_if_suspicious,
 )
 
 __all__ = ["TOPIC_CACHE_SIZE", "EventBus"]
@@ -278,9 +279,12 @@ class EventBus:
                   topic: str | None = None) -> Subscription:
         """Call `handler(event)` for every event of class `event_type` (and subclasses; all
         events when None) whose topic matches `topic` (when given). Returns the handle for
-        `unsubscribe`. `async def` handlers are awaited on the bus's event loop."""
+        `unsubscribe`. `async def` handlers are awaited on the bus's event loop. A pattern that
+        almost never means what was meant (`a.#b`, `a..b`: see `fsmc.runtime.topics`) keeps
+        its meaning and is logged as one warning on the `fsmc` logger."""
         sub = Subscription(self, handler, event_type, topic, next(self._seq))
         self._add((sub,))
+        warn_if_suspicious(topic, handler)
         return sub
 
     def register(self, obj: object) -> Registration:

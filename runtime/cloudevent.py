@@ -9,7 +9,9 @@ The wire format of every bridge (the broker, the notification service):
 `encode` is written here rather than with the `cloudevents` SDK: the format is eight fixed
 attributes, and the SDK's model + conversion costs several times the `json.dumps` this does
 (the broker bench measures the SDK). The tests check our output with the SDK's parser.
-Payload values JSON cannot carry travel as their `str()`.
+Payload values JSON cannot carry travel as their `str()`. `source` is the producer's: `decode`
+keeps it on the event (`StateChanged.source`), and `encode` writes an event's own source when
+it has one, so a bridge passing an event on never rewrites where it came from.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ class MalformedEvent(FsmcError):
 
 
 def envelope(event: StateChanged, source: str) -> dict[str, Any]:
-    """The CloudEvent of `event` as a JSON-ready dict."""
+    """The CloudEvent of `event` as a JSON-ready dict. Its `source` is the event's own (the
+    producer's, when it came through a broker: `decode` keeps it), else `source`."""
     data = event.to_dict()
     return {
         "specversion": SPEC_VERSION,
         "id": data["id"],
-        "source": source,
+        "source": event.source or source,
         "type": EVENT_TYPE,
         "subject": str(event.resource_id),
         "time": data["time"],
@@ -55,7 +58,8 @@ def encode(event: StateChanged, source: str) -> bytes:
 
 
 def decode(body: bytes | str) -> StateChanged:
-    """The `StateChanged` a message carries. Raises `MalformedEvent` saying what is wrong."""
+    """The `StateChanged` a message carries, with the message's `source`. Raises
+    `MalformedEvent` saying what is wrong."""
     try:
         message = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
@@ -69,6 +73,9 @@ def decode(body: bytes | str) -> StateChanged:
         raise MalformedEvent(f"unsupported CloudEvents specversion {message['specversion']!r}")
     if message["type"] != EVENT_TYPE:
         raise MalformedEvent(f"type {message['type']!r} is not {EVENT_TYPE!r}")
+    source = message["source"]
+    if not isinstance(source, str) or not source:
+        raise MalformedEvent(f"source must be a non-empty string, not {source!r}")
     data = message["data"]
     if not isinstance(data, dict):
         raise MalformedEvent("data is not a JSON object")
@@ -79,7 +86,7 @@ def decode(body: bytes | str) -> StateChanged:
     if data.get("id") != message["id"]:
         raise MalformedEvent(f"data.id {data.get('id')!r} differs from id {message['id']!r}")
     try:
-        return _checked(StateChanged.from_dict(data))
+        return _checked(StateChanged.from_dict(data, source=source))
     except (TypeError, ValueError) as error:
         raise MalformedEvent(f"bad StateChanged data: {error}") from None
 

@@ -94,16 +94,18 @@ class StateChanged:
     """One transition of one resource: immutable, hashable and equal by `id`.
 
     Fields: `id` (str), `time` (aware UTC `datetime`), `machine`, `resource_id`, `event`,
-    `old_state`, `new_state`, `tags` (tuple of str, spec order), `payload` (read-only mapping)
-    and `topic` (`machine.old_state.event.new_state`, the AMQP routing key).
+    `old_state`, `new_state`, `tags` (tuple of str, spec order), `payload` (read-only mapping),
+    `topic` (`machine.old_state.event.new_state`, the AMQP routing key) and `source` (the
+    CloudEvents `source` of the producer that sent it through a broker, as `from_dict` was
+    given it; None for an event made in this process, which the bridges give their own).
 
     `payload` is a read-only view of the mapping given (not a copy): the machine passes the
     fresh keyword dict of `fire(**payload)`, so nothing else holds it. Pass `id=` and `time=`
-    only to rebuild an event that already happened (`from_dict` does).
+    only to rebuild an event that already happened (`from_dict` does, and sets `source`).
     """
 
     __slots__ = ("_event", "_id", "_machine", "_n", "_new_state", "_ns", "_old_state",
-                 "_payload", "_resource_id", "_tags", "_time", "_topic")
+                 "_payload", "_resource_id", "_source", "_tags", "_time", "_topic")
 
     _machine: str
     _resource_id: object
@@ -117,6 +119,7 @@ class StateChanged:
     _id: str | None
     _time: datetime | None
     _topic: str | None
+    _source: str  # set by `from_dict` only: building an event never spends time on it
 
     def __init__(self, machine: str, resource_id: object, event: str, old_state: str,
                  new_state: str, tags: tuple[str, ...], payload: Mapping[str, Any], *,
@@ -197,6 +200,14 @@ class StateChanged:
         return self._payload
 
     @property
+    def source(self) -> str | None:
+        """The CloudEvents `source` it came with (from a broker, or given), else None."""
+        try:
+            return self._source
+        except AttributeError:
+            return None
+
+    @property
     def topic(self) -> str:
         """The routing key `<machine>.<old_state>.<event>.<new_state>`."""
         topic = self._topic
@@ -220,7 +231,8 @@ class StateChanged:
                 f"event={self._event!r}, old_state={self._old_state!r}, "
                 f"new_state={self._new_state!r}, tags={self._tags!r}, "
                 f"payload={dict(self._payload)!r}, id={self.id!r}, "
-                f"time={_format_time(self.time)!r})")
+                f"time={_format_time(self.time)!r}"
+                + ("" if self.source is None else f", source={self.source!r}") + ")")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: `time` as ISO 8601 text in UTC with a `Z`, `tags` as a list,
@@ -240,8 +252,9 @@ class StateChanged:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StateChanged:
-        """Rebuild the event `to_dict` described: same id, same time (to the microsecond)."""
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> StateChanged:
+        """Rebuild the event `to_dict` described: same id, same time (to the microsecond);
+        `source`, which `to_dict` does not carry (a CloudEvent carries it beside `data`)."""
         try:
             time = data["time"]
             if isinstance(time, str):
@@ -251,16 +264,23 @@ class StateChanged:
                         id=data["id"], time=time)
         except KeyError as missing:
             raise ValueError(f"StateChanged.from_dict: missing field {missing}") from None
+        if source is not None:
+            event._set_source(source)
         topic = data.get("topic")
         if topic is not None and topic != event.topic:
             raise ValueError(f"StateChanged.from_dict: topic {topic!r} does not match the "
                              f"fields (expected {event.topic!r})")
         return event
 
+    def _set_source(self, source: object) -> None:
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"event source must be a non-empty string, got {source!r}")
+        self._source = source
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_unpickle, (self._machine, self._resource_id, self._event, self._old_state,
                             self._new_state, self._tags, dict(self._payload),
-                            self._n if self._id is None else self._id, self._ns))
+                            self._n if self._id is None else self._id, self._ns, self.source))
 
     def __copy__(self) -> StateChanged:
         return self
@@ -271,8 +291,10 @@ class StateChanged:
 
 def _unpickle(machine: str, resource_id: object, event: str, old_state: str, new_state: str,
               tags: tuple[str, ...], payload: dict[str, Any], ident: int | str,
-              ns: int) -> StateChanged:
+              ns: int, source: str | None = None) -> StateChanged:
     record = StateChanged(machine, resource_id, event, old_state, new_state, tags, payload)
+    if source is not None:
+        record._set_source(source)
     if isinstance(ident, int):
         record._n = ident
     else:

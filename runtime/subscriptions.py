@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 from .events import DeadEvent
-from .topics import TopicPattern, compile_pattern
+from .topics import TopicPattern, compile_pattern, pattern_warning
 
-__all__ = ["Registration", "Subscription", "subscribe"]
+__all__ = ["Registration", "Subscription", "subscribe", "warn_if_suspicious"]
+
+logger = logging.getLogger("fsmc")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,6 +51,7 @@ def subscribe(event_type: Any = None, /, *, topic: str | None = None) -> Any:
     _check_filter(event_type, topic)
 
     def decorate(function: F) -> F:
+        warn_if_suspicious(topic, function)
         return _mark(function, event_type, topic)
 
     return decorate
@@ -68,6 +72,16 @@ def _check_filter(event_type: object, topic: str | None) -> TopicPattern | None:
     if event_type is not None and not isinstance(event_type, type):
         raise TypeError(f"event_type must be a class or None, not {event_type!r}")
     return None if topic is None else compile_pattern(topic)
+
+
+def warn_if_suspicious(topic: str | None, handler: object) -> None:
+    """Log one warning on the `fsmc` logger when `topic` (valid) is a pattern that almost
+    never means what was meant (`fsmc.runtime.topics.pattern_warning`); it keeps its meaning."""
+    warning = None if topic is None else pattern_warning(topic)
+    if warning is not None:
+        name = getattr(handler, "__qualname__", None) or repr(handler)
+        logger.warning("subscriber %s: %s; it is subscribed with that meaning (RabbitMQ's)",
+                       name, warning)
 
 
 def marked_methods(obj: object) -> Iterator[tuple[Handler, type[Any] | None, str | None]]:

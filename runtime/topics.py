@@ -17,6 +17,14 @@ refuses only what could not be sent to a broker as a routing key: a pattern that
 `str` (`TypeError`), that cannot be encoded as UTF-8 (a lone surrogate), or that is longer
 than 255 bytes once encoded (the AMQP 0-9-1 short-string limit) (`ValueError`). Anything else
 means the same thing in-process and on a broker.
+
+Which patterns are suspicious? Some accepted patterns almost never mean what was meant: a
+wildcard inside a word (`VirtualMachine.#Running`, `a.b*`: that word matches itself only), an
+empty word (`a..b`, a leading or trailing `.`; no fsmc topic has an empty word, and a trailing
+`.` is what a bare `#` at the end of a URL query leaves once the browser cuts the fragment),
+and the empty pattern (it matches the empty topic only). They keep RabbitMQ's meaning;
+`pattern_warning` says what is odd about them, and the bus and the notification service pass
+that on.
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
-__all__ = ["MAX_PATTERN_BYTES", "TopicPattern", "compile_pattern", "split_words",
-           "topic_matches", "validate_pattern"]
+__all__ = ["MAX_PATTERN_BYTES", "TopicPattern", "compile_pattern", "pattern_warning",
+           "split_words", "topic_matches", "validate_pattern"]
 
 MAX_PATTERN_BYTES = 255
 
@@ -50,6 +58,48 @@ def validate_pattern(pattern: object) -> str:
         raise ValueError(f"topic pattern is {size} bytes long in UTF-8; AMQP limits routing "
                          f"and binding keys to {MAX_PATTERN_BYTES} bytes")
     return pattern
+
+
+def pattern_warning(pattern: str, *, in_url: bool = False) -> str | None:
+    """What makes `pattern` (a valid one) unlikely to mean what was meant, as one message
+    naming every suspicious word, or None when nothing is. `in_url`: the pattern came from a
+    URL query, so a trailing `.` gets the hint to write `#` as `%23` there."""
+    if not pattern:
+        return ("the empty topic pattern has no words and matches only the empty topic, which "
+                "no fsmc event has; `#` matches every topic")
+    words = split_words(pattern)
+    odd: list[str] = []
+    for number, word in enumerate(words, 1):
+        if not word:
+            where = ("the pattern starts with `.`" if number == 1 else
+                     "the pattern ends with `.`" if number == len(words) else
+                     "two dots in a row")
+            odd.append(f"word {number} is empty ({where})")
+        elif _inner_wildcard(word):
+            odd.append(f"word {number} {word!r} is no wildcard and matches the word {word!r} "
+                       f"only: `*` and `#` are wildcards only as whole words")
+    if not odd:
+        return None
+    message = f"topic pattern {pattern!r}: " + "; ".join(odd)
+    if "" in words:
+        message += "; no fsmc topic has an empty word"
+    if any(_inner_wildcard(word) for word in words):
+        meant = ".".join(_split_wildcards(word) if _inner_wildcard(word) else word
+                         for word in words)
+        message += f" (did you mean {meant!r}?)"
+    if in_url and pattern.endswith("."):
+        message += (f"; in a URL query a bare `#` starts the fragment, which is never sent: "
+                    f"write it `%23` (topic={pattern}%23 for {pattern + '#'!r})")
+    return message
+
+
+def _inner_wildcard(word: str) -> bool:
+    return word not in ("*", "#") and ("*" in word or "#" in word)
+
+
+def _split_wildcards(word: str) -> str:
+    """`word` with each `*` and `#` in it made a word of its own: `#Running` -> `#.Running`."""
+    return ".".join(part for part in re.split(r"([*#])", word) if part)
 
 
 def _always(key: str) -> bool:

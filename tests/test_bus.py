@@ -284,6 +284,41 @@ def test_topic_subscribers(bus: EventBus) -> None:
     ]
 
 
+def test_a_suspicious_pattern_is_logged_once_and_keeps_its_meaning(
+        bus: EventBus, caplog: pytest.LogCaptureFixture) -> None:
+    got: list[str] = []
+
+    def on_running(event: Any) -> None:
+        got.append(event.topic)
+
+    with caplog.at_level(logging.WARNING, logger="fsmc"):
+        bus.subscribe(on_running, topic="VM.#Running")
+        bus.subscribe(lambda event: None, topic="VM.#")  # an ordinary pattern: nothing logged
+    warnings = [record for record in caplog.records if record.name == "fsmc"]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "on_running" in message and "word 2 '#Running' is no wildcard" in message
+    assert "did you mean 'VM.#.Running'?" in message and "%23" not in message
+    bus.post(changed("VM", "Stopped", "Start", "Running"))
+    bus.post(Topical("VM.#Running"))  # the literal word still matches itself
+    assert got == ["VM.#Running"]
+
+
+def test_a_marked_method_with_a_suspicious_pattern_is_logged_when_its_class_is_made(
+        bus: EventBus, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="fsmc"):
+        class Watcher:
+            @subscribe(topic="VM..Running")
+            def seen(self, event: object) -> None:
+                pass
+
+        assert len(caplog.records) == 1
+        assert "Watcher.seen" in caplog.records[0].getMessage()
+        assert "word 2 is empty (two dots in a row)" in caplog.records[0].getMessage()
+        bus.register(Watcher())
+    assert len(caplog.records) == 1  # registering says it no second time
+
+
 def test_events_without_a_topic_match_no_pattern(bus: EventBus) -> None:
     got: list[object] = []
     dead: list[object] = []

@@ -4,7 +4,9 @@ back, and anything else is refused with a reason."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +50,28 @@ def test_decode_gives_the_same_event_back() -> None:
         event.machine, event.resource_id, event.event, event.old_state, event.new_state,
         event.tags, dict(event.payload))
     assert b"\n" not in encode(event, "fsmc")  # one line: the spill file relies on it
+
+
+def test_the_producers_source_is_kept_through_decode_and_encode() -> None:
+    event = sample(account="acme")
+    assert event.source is None
+    came = decode(encode(event, "cloudstack/mgmt-1"))
+    assert came.source == "cloudstack/mgmt-1"
+    assert json.loads(encode(came, "fsmc"))["source"] == "cloudstack/mgmt-1"  # not rewritten
+    assert json.loads(encode(event, "fsmc"))["source"] == "fsmc"  # none of its own
+    for copied in (pickle.loads(pickle.dumps(came)), copy.copy(came), copy.deepcopy(came)):
+        assert copied.source == "cloudstack/mgmt-1"
+    assert pickle.loads(pickle.dumps(event)).source is None
+    assert "source='cloudstack/mgmt-1'" in repr(came) and "source=" not in repr(event)
+    assert StateChanged.from_dict(came.to_dict(), source="x").source == "x"
+    with pytest.raises(ValueError, match="source must be a non-empty string"):
+        StateChanged.from_dict(event.to_dict(), source="")
+
+
+@pytest.mark.parametrize("source", ["", 7, ["a"]])
+def test_a_message_without_a_usable_source_is_refused(source: object) -> None:
+    with pytest.raises(MalformedEvent, match="source must be a non-empty string"):
+        decode(_message(source=source))
 
 
 def test_values_json_cannot_carry_travel_as_text() -> None:

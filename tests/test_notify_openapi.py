@@ -192,6 +192,18 @@ def test_real_answers_match_the_document(closed_port: int) -> None:
         shown = http.get(f"/v1/subscriptions/{ident}", headers=key("acme"))
         assert shown.status_code == 200
         check(shown, one, "get")
+        changed = http.patch(f"/v1/subscriptions/{ident}", headers=key("acme"),
+                             json={"topic": "VirtualMachine.#Running"})
+        assert changed.status_code == 200 and "warning" in changed.json()
+        check(changed, one, "patch")
+        changed = http.patch(f"/v1/subscriptions/{ident}", headers=key("acme"),
+                             json={"topic": "VirtualMachine.#", "secret": "n3w"})
+        assert changed.status_code == 200 and "warning" not in changed.json()
+        check(changed, one, "patch")
+        refused_change = http.patch(f"/v1/subscriptions/{ident}", headers=key("acme"),
+                                    json={"kind": "email"})
+        assert refused_change.status_code == 422
+        check(refused_change, one, "patch")
 
         bus.post(event("acme"))  # refused by the closed port: a dead letter
         deadline = time.monotonic() + 10
@@ -246,10 +258,13 @@ def test_a_response_the_document_does_not_give_is_caught() -> None:
     """The checks above can fail: a subscription showing its secret, an undocumented status,
     a missing header."""
     subscription = {"id": "sub_0123456789abcdef", "tenant": "acme", "topic": "#",
-                    "kind": "webhook", "url": "https://a.example/", "created": 1.0}
+                    "kind": "webhook", "url": "https://a.example/",
+                    "created": "2026-12-08T01:30:04.250000Z"}
     conforms(subscription, "/components/schemas/Subscription")
     with pytest.raises(AssertionError, match="does not match"):
         conforms({**subscription, "secret": "s"}, "/components/schemas/Subscription")
+    with pytest.raises(AssertionError, match="does not match"):
+        conforms({**subscription, "created": 1.0}, "/components/schemas/Subscription")
     request = httpx.Request("GET", "http://x/v1/subscriptions")
     with pytest.raises(AssertionError, match="418 is not documented"):
         check(httpx.Response(418, json={}, request=request), "/v1/subscriptions", "get")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fsmc.notify.store import DeadLetter, Subscription, SubscriptionStore
+from fsmc.notify.store import DeadLetter, Subscription, SubscriptionStore, iso_time
 
 from tests.notify_server import open_files
 
@@ -70,7 +70,8 @@ def test_dead_letters_add_list_take(store: SubscriptionStore) -> None:
     assert store.dead_letters("sub_missing") == []
     assert letters[0].to_json() == {"subscription": sub.id, "event_id": "e0",
                                     "body": '{"id":"e0"}', "attempts": 5,
-                                    "error": "HTTP 503", "time": 1000.0}
+                                    "error": "HTTP 503",
+                                    "time": "1970-01-01T00:16:40.000000Z"}
     assert store.take_dead_letters(sub.id) == letters
     assert store.dead_letters(sub.id) == []
     assert store.take_dead_letters(sub.id) == []
@@ -111,7 +112,7 @@ def test_the_secret_is_never_shown(store: SubscriptionStore) -> None:
     assert "very-secret-value" not in str(sub.to_json())
     assert "secret" not in sub.to_json()
     assert sub.to_json() == {"id": sub.id, "tenant": "acme", "topic": "#", "kind": "webhook",
-                             "url": "https://a.example/", "created": sub.created}
+                             "url": "https://a.example/", "created": iso_time(sub.created)}
     with pytest.raises(AttributeError):
         sub.secret = "changed"  # type: ignore[misc]
     assert isinstance(sub, Subscription)
@@ -321,3 +322,25 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_closed(tmp_path: Path
     with pytest.raises(sqlite3.DatabaseError, match="not a database"):
         SubscriptionStore(path)
     assert open_files(path) == []
+
+
+def test_update_changes_what_is_given_and_keeps_the_rest(store: SubscriptionStore) -> None:
+    sub = store.add("acme", "#", "https://a.example/", "s")
+    for n in range(3):
+        store.add_dead_letter(letter(sub.id, f"e{n}"), keep=2)
+    changed = store.update(sub.id, url="https://b.example/", secret="t")
+    assert changed == Subscription(sub.id, "acme", "#", "webhook", "https://b.example/", "t",
+                                   sub.created)
+    assert store.get(sub.id) == changed
+    assert [d.event_id for d in store.dead_letters(sub.id)] == ["e1", "e2"]
+    assert store.dropped(sub.id) == 1
+    assert store.update(sub.id, topic="a.*") == Subscription(
+        sub.id, "acme", "a.*", "webhook", "https://b.example/", "t", sub.created)
+    assert store.update(sub.id) == store.get(sub.id)  # nothing given: nothing changes
+    assert store.update("sub_missing", url="https://c.example/") is None
+    assert store.list() == [store.get(sub.id)]
+
+
+def test_iso_time_is_the_events_format() -> None:
+    assert iso_time(0) == "1970-01-01T00:00:00.000000Z"
+    assert iso_time(1_796_693_404.25) == "2026-12-08T01:30:04.250000Z"

@@ -11,6 +11,7 @@ from fsmc.runtime.topics import (
     MAX_PATTERN_BYTES,
     TopicPattern,
     compile_pattern,
+    pattern_warning,
     split_words,
     topic_matches,
     validate_pattern,
@@ -197,3 +198,57 @@ def test_pattern_object() -> None:
     assert not pattern.is_literal
     assert TopicPattern("a.b*").is_literal
     assert pickle.loads(pickle.dumps(pattern)).matches("a.z")
+
+
+SUSPICIOUS = [
+    # pattern, what the warning must say
+    ("VirtualMachine.#Running", ["word 2 '#Running' is no wildcard",
+                                 "did you mean 'VirtualMachine.#.Running'?"]),
+    ("a.b*", ["word 2 'b*' is no wildcard", "did you mean 'a.b.*'?"]),
+    ("**", ["word 1 '**' is no wildcard"]),
+    ("a..b", ["word 2 is empty (two dots in a row)", "no fsmc topic has an empty word"]),
+    ("VirtualMachine.", ["word 2 is empty (the pattern ends with `.`)"]),
+    (".a", ["word 1 is empty (the pattern starts with `.`)"]),
+    (".", ["word 1 is empty", "word 2 is empty"]),
+    ("", ["the empty topic pattern", "`#` matches every topic"]),
+]
+
+
+@pytest.mark.parametrize(("pattern", "said"), SUSPICIOUS)
+def test_suspicious_patterns_are_named_and_keep_their_meaning(pattern: str,
+                                                               said: list[str]) -> None:
+    warning = pattern_warning(pattern)
+    assert warning is not None
+    for part in said:
+        assert part in warning, warning
+    assert "%23" not in warning  # the URL hint only for patterns from a URL
+    # Still RabbitMQ's meaning: each of these words matches itself only.
+    assert topic_matches(pattern, pattern)
+    if "#" in pattern or "*" in pattern:
+        assert not topic_matches(pattern, pattern.replace("#", "x").replace("*", "x"))
+
+
+def test_a_trailing_dot_from_a_url_gets_the_percent_23_hint() -> None:
+    warning = pattern_warning("VirtualMachine.", in_url=True)
+    assert warning is not None
+    assert "topic=VirtualMachine.%23 for 'VirtualMachine.#'" in warning
+    assert "%23" not in (pattern_warning("a..b", in_url=True) or "")
+
+
+@pytest.mark.parametrize("pattern", ["#", "*", "a", "a.*.b", "#.Running", "*.*.Start.#",
+                                     "VirtualMachine.Stopped.StartRequested.Starting"])
+def test_ordinary_patterns_get_no_warning(pattern: str) -> None:
+    assert pattern_warning(pattern) is None
+    assert pattern_warning(pattern, in_url=True) is None
+
+
+@given(st.lists(st.sampled_from(["", "a", "b", "*", "#", "a*", "#b", "**", "a#b"]),
+                min_size=0, max_size=5))
+def test_a_warning_exactly_when_a_word_is_empty_or_holds_a_wildcard(words: list[str]) -> None:
+    pattern = ".".join(words)
+    odd = [number for number, word in enumerate(split_words(pattern), 1)
+           if not word or (word not in ("*", "#") and ("*" in word or "#" in word))]
+    warning = pattern_warning(pattern)
+    assert (warning is None) == (bool(pattern) and not odd)
+    for number in odd:
+        assert f"word {number} " in (warning or "")

@@ -1,10 +1,13 @@
-"""`fsmc notify serve`: run the notification service (see docs/notify.md)."""
+"""`fsmc notify serve`: run the notification service; `fsmc notify hash-key`: the hash of an
+API key as the config stores it (see docs/notify.md)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sqlite3
+import sys
 from typing import Any, TextIO
 
 from .common import add_actions
@@ -20,9 +23,16 @@ run behind a load balancer); without it, only what this process's bus carries.
 CONFIG is TOML: [[tenants]] id + api_keys, [admin] api_keys (keys stored as
 "sha256:<hex digest>"), optional [limits] and [webhooks]; see docs/notify.md.
 
+hash-key: print the hash of an API key as api_keys stores it (sha256:<hex>). The key is read
+from a prompt that does not show it (typed twice), or one key a line from stdin when it is
+not a terminal; never from the command line, where other users (ps) and the shell history
+would see it.
+
 examples:
   fsmc notify serve --config notify.toml --amqp amqp://guest:guest@localhost:5672/%2F
   curl -N -H "Authorization: Bearer KEY" http://127.0.0.1:8080/v1/events
+  fsmc notify hash-key
+  openssl rand -hex 24 | tee acme.key | fsmc notify hash-key
 """
 
 
@@ -36,6 +46,36 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--db", default="notify.db", metavar="FILE",
                        help="SQLite file of the webhook subscriptions (default notify.db)")
     serve.set_defaults(run=run_serve)
+    hashing = actions.add_parser("hash-key", help="hash an API key for the config")
+    hashing.add_argument("key", nargs="?", help=argparse.SUPPRESS)  # refused with the reason
+    hashing.set_defaults(run=run_hash_key)
+
+
+def run_hash_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """One `sha256:<hex>` line for each key read (surrounding whitespace is not part of a
+    key: the service strips it from the header too)."""
+    from fsmc.notify.config import hash_key
+
+    if args.key is not None:
+        err.write("fsmc: error: hash-key does not take the key as an argument: other users "
+                  "see it in the process list and the shell keeps it in its history; type "
+                  "it at the prompt, or pipe it in: fsmc notify hash-key < acme.key\n")
+        return 2
+    if sys.stdin.isatty():
+        key = getpass.getpass("API key (not shown): ").strip()
+        if key and getpass.getpass("again: ").strip() != key:
+            err.write("fsmc: error: the two keys typed differ; nothing hashed\n")
+            return 1
+        keys = [key] if key else []
+    else:
+        keys = [line.strip() for line in sys.stdin if line.strip()]
+    if not keys:
+        err.write("fsmc: error: no key given: type one at the prompt, or pipe keys in, one a "
+                  "line\n")
+        return 2
+    for key in keys:
+        out.write(hash_key(key) + "\n")
+    return 0
 
 
 def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
