@@ -223,15 +223,28 @@ _json_string = json.JSONEncoder(ensure_ascii=False).encode
 
 def pyliteral(value: object) -> str:
     """A Python literal for str / None / bool / int / tuple of those. Strings are written
-    double-quoted with every special character escaped, so no text can escape the literal."""
+    double-quoted with every special character escaped, so no text can escape the literal, and
+    with every character that is not printable escaped too (`\\u2028`, `\\x7f`), so that the
+    literal is one line for every tool that reads the module (editors split lines where
+    `str.splitlines` does, Python's tokenizer only at `\\n` and `\\r`)."""
     if value is None or isinstance(value, bool | int):
         return repr(value)
     if isinstance(value, str):
-        return _json_string(value)
+        literal = _json_string(value)  # escapes `"`, `\\` and the C0 controls
+        return literal if literal.isprintable() else "".join(map(_printable, literal))
     if isinstance(value, tuple):
         items = [pyliteral(v) for v in value]
         return "(" + (items[0] + "," if len(items) == 1 else ", ".join(items)) + ")"
     raise EmitError(f"cannot write {type(value).__name__} as a Python literal")
+
+
+def _printable(char: str) -> str:
+    """`char` itself, or the Python escape of a character that is not printable."""
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
+        else f"\\U{code:08x}"
 
 
 def ident(value: object) -> str:
@@ -246,8 +259,11 @@ def _is_plain_name(text: str) -> bool:  # C calls only: no cache (a bounded one 
     return is_identifier(text) and not keyword.iskeyword(text)
 
 
-def docstring(value: object, indent: int = 4) -> str:
-    """A triple-quoted docstring when the text is plain, else a safe literal (`pyliteral`)."""
+def docstring(value: object, indent: int = 4, *, exact: bool = False) -> str:
+    """A triple-quoted docstring when the text is plain, else a safe literal (`pyliteral`).
+    `exact`: `__doc__` must be the text itself (a spec's doc string), so text of several lines
+    is a literal: lines indented in the source would be indented in `__doc__` (Python 3.13
+    strips them again, along with the text's own indentation)."""
     text = str(value)
     plain = text.replace("\n", "").isprintable() and "\\" not in text
     if not plain or '"""' in text or text.endswith('"') or not text.strip():
@@ -255,6 +271,8 @@ def docstring(value: object, indent: int = 4) -> str:
     lines = text.split("\n")
     if len(lines) == 1:
         return f'"""{text}"""'
+    if exact:
+        return pyliteral(text)
     pad = " " * indent
     body = "\n".join((pad + line) if line else "" for line in lines[1:])
     return f'"""{lines[0]}\n{body}\n{pad}"""'
@@ -293,7 +311,8 @@ def _fit_lines(text: str) -> str:
     """Wrap the long one-line calls of the template; mark the rare line that cannot be
     shortened (a very long spec name) for the linter rather than break it."""
     out: list[str] = []
-    for line in text.splitlines():
+    # Split where Python's tokenizer does; `str.splitlines` also splits at U+2028, U+0085...
+    for line in text.removesuffix("\n").split("\n"):
         if len(line) <= LINE_LIMIT:
             out.append(line)
             continue
