@@ -201,3 +201,26 @@ def test_generated_files_get_the_usual_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     module = tmp_path / "out" / "nic.py"
     assert stat.S_IMODE(module.stat().st_mode) == 0o666 & ~mask
+
+
+def test_several_machines_in_one_module_keep_their_tables_apart(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`Foo`.`BarBaz` / `FooBar`.`Baz` and the events `Go` / `GoPlain` map to one table name
+    each if named naively: the later table replaced the earlier one."""
+    code, _, err = build([str(CASES / "two_machines.fsm"), "-o", str(tmp_path), "--no-svg"],
+                         capsys)
+    assert code == 0, err
+    module = load_module(tmp_path / "two_machines.py", "two_machines_generated")
+    light, foo, foo_bar = module.Light("l"), module.Foo("f"), module.FooBar("fb")
+    assert light.switch() is module.Light.State.On and light.switch() is module.Light.State.Off
+    assert foo.bar_baz() is module.Foo.State.B
+
+    class ReadyFoo(module.Foo):  # type: ignore[misc,name-defined]
+        def ready(self, **payload: object) -> bool:
+            return True
+
+    ready = ReadyFoo("r")
+    ready.bar_baz()
+    assert ready.go_plain() is module.Foo.State.B and ready.go() is module.Foo.State.A
+    assert foo_bar.baz() is module.FooBar.State.B
+    assert not hasattr(module, "_S") and not hasattr(module, "_E")
