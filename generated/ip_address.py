@@ -380,15 +380,10 @@ IpAddress._PLAIN = (
 )
 IpAddress._DISPATCH = {
     IpAddress.Event.AllocateRequested: _IP_ADDRESS_ALLOCATE_REQUESTED,
-    "AllocateRequested": _IP_ADDRESS_ALLOCATE_REQUESTED,
     IpAddress.Event.ReserveRequested: _IP_ADDRESS_RESERVE_REQUESTED,
-    "ReserveRequested": _IP_ADDRESS_RESERVE_REQUESTED,
     IpAddress.Event.ReleaseRequested: _IP_ADDRESS_RELEASE_REQUESTED,
-    "ReleaseRequested": _IP_ADDRESS_RELEASE_REQUESTED,
     IpAddress.Event.OperationSucceeded: _IP_ADDRESS_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _IP_ADDRESS_OPERATION_SUCCEEDED,
     IpAddress.Event.OperationFailed: _IP_ADDRESS_OPERATION_FAILED,
-    "OperationFailed": _IP_ADDRESS_OPERATION_FAILED,
 }
 IpAddress._ALLOWED = {
     IpAddress.State.Allocating: (

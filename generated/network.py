@@ -325,13 +325,9 @@ Network._PLAIN = (
 )
 Network._DISPATCH = {
     Network.Event.ImplementNetwork: _NETWORK_IMPLEMENT_NETWORK,
-    "ImplementNetwork": _NETWORK_IMPLEMENT_NETWORK,
     Network.Event.DestroyNetwork: _NETWORK_DESTROY_NETWORK,
-    "DestroyNetwork": _NETWORK_DESTROY_NETWORK,
     Network.Event.OperationSucceeded: _NETWORK_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _NETWORK_OPERATION_SUCCEEDED,
     Network.Event.OperationFailed: _NETWORK_OPERATION_FAILED,
-    "OperationFailed": _NETWORK_OPERATION_FAILED,
 }
 Network._ALLOWED = {
     Network.State.Allocated: (Network.Event.ImplementNetwork, Network.Event.DestroyNetwork),

@@ -361,15 +361,10 @@ Nic._PLAIN = (
 )
 Nic._DISPATCH = {
     Nic.Event.ReservationRequested: _NIC_RESERVATION_REQUESTED,
-    "ReservationRequested": _NIC_RESERVATION_REQUESTED,
     Nic.Event.ReleaseRequested: _NIC_RELEASE_REQUESTED,
-    "ReleaseRequested": _NIC_RELEASE_REQUESTED,
     Nic.Event.CancelRequested: _NIC_CANCEL_REQUESTED,
-    "CancelRequested": _NIC_CANCEL_REQUESTED,
     Nic.Event.OperationCompleted: _NIC_OPERATION_COMPLETED,
-    "OperationCompleted": _NIC_OPERATION_COMPLETED,
     Nic.Event.OperationFailed: _NIC_OPERATION_FAILED,
-    "OperationFailed": _NIC_OPERATION_FAILED,
 }
 Nic._ALLOWED = {
     Nic.State.Allocated: (Nic.Event.ReservationRequested,),

@@ -571,21 +571,13 @@ Snapshot._PLAIN = (
 )
 Snapshot._DISPATCH = {
     Snapshot.Event.CreateRequested: _SNAPSHOT_CREATE_REQUESTED,
-    "CreateRequested": _SNAPSHOT_CREATE_REQUESTED,
     Snapshot.Event.OperationNotPerformed: _SNAPSHOT_OPERATION_NOT_PERFORMED,
-    "OperationNotPerformed": _SNAPSHOT_OPERATION_NOT_PERFORMED,
     Snapshot.Event.BackupToSecondary: _SNAPSHOT_BACKUP_TO_SECONDARY,
-    "BackupToSecondary": _SNAPSHOT_BACKUP_TO_SECONDARY,
     Snapshot.Event.BackedupToSecondary: _SNAPSHOT_BACKEDUP_TO_SECONDARY,
-    "BackedupToSecondary": _SNAPSHOT_BACKEDUP_TO_SECONDARY,
     Snapshot.Event.DestroyRequested: _SNAPSHOT_DESTROY_REQUESTED,
-    "DestroyRequested": _SNAPSHOT_DESTROY_REQUESTED,
     Snapshot.Event.CopyingRequested: _SNAPSHOT_COPYING_REQUESTED,
-    "CopyingRequested": _SNAPSHOT_COPYING_REQUESTED,
     Snapshot.Event.OperationSucceeded: _SNAPSHOT_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _SNAPSHOT_OPERATION_SUCCEEDED,
     Snapshot.Event.OperationFailed: _SNAPSHOT_OPERATION_FAILED,
-    "OperationFailed": _SNAPSHOT_OPERATION_FAILED,
 }
 Snapshot._ALLOWED = {
     Snapshot.State.Allocated: (Snapshot.Event.CreateRequested,),

@@ -353,13 +353,9 @@ VirtualMachineTemplate._PLAIN = (
 )
 VirtualMachineTemplate._DISPATCH = {
     VirtualMachineTemplate.Event.OperationFailed: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,
-    "OperationFailed": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,
     VirtualMachineTemplate.Event.OperationSucceeded: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED,
     VirtualMachineTemplate.Event.UploadRequested: _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED,
-    "UploadRequested": _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED,
     VirtualMachineTemplate.Event.OperationTimeout: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT,
-    "OperationTimeout": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT,
 }
 VirtualMachineTemplate._ALLOWED = {
     VirtualMachineTemplate.State.NotUploaded: (
