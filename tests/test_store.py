@@ -126,6 +126,18 @@ def test_one_bound_class_per_store_and_class(store: SqlStore, url: str) -> None:
         store.version(VirtualMachine("free"))
 
 
+def test_a_bound_machine_is_what_docs_storage_says(store: SqlStore) -> None:
+    """docs/storage.md warns that `type(vm) is VirtualMachine` is False and says what to
+    compare instead; this holds it to that."""
+    from fsmc.runtime.store_bound import Bound
+
+    vm = store.create(VirtualMachine, "typed")
+    assert type(vm) is not VirtualMachine and isinstance(vm, VirtualMachine)
+    assert type(vm).__mro__[:3] == (type(vm), Bound, VirtualMachine)
+    assert type(vm).__name__ == VirtualMachine.__name__ and type(vm).SPEC is VirtualMachine.SPEC
+    assert repr(vm) == "<VirtualMachine 'typed' in Stopped>"
+
+
 # -- transitions --------------------------------------------------------------------------------
 
 def test_each_transition_is_a_row_update_plus_an_outbox_row(store: SqlStore) -> None:
