@@ -493,3 +493,17 @@ def test_the_storage_page_examples_run(tmp_path: Path, monkeypatch: pytest.Monke
         exec(compile(block, "docs/storage.md", "exec", dont_inherit=True), namespace)
     namespace["store"].close()
     assert "event='StartRequested', old_state='Stopped'" in capsys.readouterr().out
+
+
+def test_hostile_payload_text_is_persisted_and_relayed_exactly(store: SqlStore) -> None:
+    """Lone surrogates, NUL, CR and U+2028 in a payload: the outbox row is UTF-8 (a lone
+    surrogate used to fail the INSERT) and reads back as the same event."""
+    from tests.hostile import PAYLOAD_TEXTS
+
+    vm = store.create(VirtualMachine, "hostile")
+    vm.start_requested(notes=list(PAYLOAD_TEXTS))
+    with store.engine.connect() as connection:
+        [body] = connection.execute(select(OUTBOX.c.body).where(
+            OUTBOX.c.resource_id == "hostile")).scalars().all()
+    assert json.loads(body)["payload"]["notes"] == list(PAYLOAD_TEXTS)
+    assert len(body.splitlines()) == 1
