@@ -22,12 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.generation import compile_spec
+from tests.hostile import LINE_BREAKS, SPEC_TEXTS
 from tests.test_build import load_module
 
 EXAMPLES = int(os.environ.get("FSMC_EMIT_EXAMPLES", "200"))
 
-# Where `str.splitlines` breaks a line and Python's tokenizer does not (plus the two it shares).
-LINE_BREAKS = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\n", "\r"]
 
 # Every character but surrogates (UTF-8 cannot carry them) and the two a spec cannot hold: a
 # string has no escape for a carriage return, and a NUL makes the file binary (E001).
@@ -37,6 +36,7 @@ MARKER = "MARKER_PATH"
 HOSTILE = [
     '"', '"""', "'''", "\\", "\\n", '\\"', "\n", "\t", *LINE_BREAKS[:-1], "\ufeff", "\u200b",
     "\u202e", "\U000e0001", "\U0010ffff", "\x7f", "{{ 7 * 7 }}", "{% raw %}", "{#", "#}",
+    *SPEC_TEXTS,
     f'"); open({MARKER!r}, "w"); ("', f'"""; open({MARKER!r}, "w"); """',
     f"\n__import__('pathlib').Path({MARKER!r}).touch()\n", "# noqa", "\\N{BULLET}", "\\x00",
 ]
