@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -162,6 +164,11 @@ def test_hostile_spec_lands_as_inert_text(tmp_path: Path,
     ("machine M {\n initial A\n state name\n A -> name : Go\n}", "attribute of every enum"),
     ("machine M {\n initial A\n state B\n A -> B : Go if go\n}", "already becomes the method"),
     ("machine M {\n initial A\n state B\n A -> B : Go if fire\n}", "already an attribute"),
+    ("machine None {\n initial A\n}", "machine name `None` is a Python keyword"),
+    ("machine True {\n initial A\n}", "machine name `True` is a Python keyword"),
+    ("machine False {\n initial A\n}", "machine name `False` is a Python keyword"),
+    ("machine Machine {\n initial A\n}", "the generated module itself uses"),
+    ("machine M {\n initial A\n state upper\n A -> upper : Go\n}", "attribute of every enum"),
 ])
 def test_names_that_would_break_generated_code(spec_text: str, message: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,6 +178,8 @@ def test_names_that_would_break_generated_code(spec_text: str, message: str, tmp
     assert code == 1
     assert "E108" in stdout and message in stdout
     assert not (tmp_path / "out").exists()
+    assert main(["check", str(spec)], stdout=(checked := io.StringIO())) == 1
+    assert re.search(r"names\.fsm:\d+:\d+: error\[E108\]", checked.getvalue())
 
 
 def test_interrupted_write_leaves_no_partial_module(tmp_path: Path,
