@@ -10,17 +10,30 @@ import builtins
 import keyword
 import re
 
+from fsmc.runtime import Machine, MachineEnum
+
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 # Attributes of the generated class and its runtime base: an event method, guard or action
-# named like one of these would shadow it.
+# named like one of these would shadow it. Read from the runtime, so that a new method there
+# is reserved here too.
 RESERVED_MEMBERS = frozenset({
-    "State", "Event", "SPEC", "fire", "afire", "can_fire", "allowed_events", "state",
-    "resource_id", "bus", "add_listener", "remove_listener", "add_class_listener",
-    "remove_class_listener", "create", "restore", "entry_states", "mro",
+    "State", "Event", "SPEC", "mro", "restore", "entry_states",
+    *(name for name in dir(Machine) if not name.startswith("_")),
 })
-# Enum members may not be named like these Enum attributes.
-RESERVED_ENUM_MEMBERS = frozenset({"name", "value", "mro"})
+# Enum members may not be named like the attributes of a member: Enum's (`name`, `value`) and,
+# members being strings, str's methods (`upper`, `count`...).
+RESERVED_ENUM_MEMBERS = frozenset(
+    {"name", "value", "mro", *(name for name in dir(MachineEnum) if not name.startswith("_"))})
+# Names the methods' annotations read in the class's scope: a method of that name would be
+# what they mean.
+ANNOTATION_NAMES = frozenset({"Any", "bool"})
+# Module-level names of every generated module (imports, and the builtins its code reads): a
+# machine, being a module-level class, may not take one.
+MODULE_NAMES = frozenset({
+    "annotations", "Any", "Dispatch", "Machine", "MachineEnum", "MachineSpec", "PostRecord",
+    "TransitionSpec", "candidate", "dict", "bool", "IndexError", "NotImplementedError",
+})
 
 
 def snake_case(name: str) -> str:
@@ -51,14 +64,27 @@ def python_problem(name: str) -> str | None:
     return None
 
 
-def method_problem(method: str) -> str | None:
-    """Why `method` cannot be a method of the generated class, or None."""
+def method_problem(method: str, machine: str = "") -> str | None:
+    """Why `method` cannot be a method of the generated class of `machine`, or None."""
     if problem := python_problem(method):
         return problem
     if method in RESERVED_MEMBERS:
         return f"`{method}` is already an attribute of every generated machine"
     if method in vars(builtins) and method in ("type", "object", "super"):
         return f"`{method}` would shadow a builtin used by generated code"
+    if method in ANNOTATION_NAMES or method == machine:
+        return f"`{method}` is a name the type annotations of the generated methods use"
+    return None
+
+
+def machine_problem(name: str) -> str | None:
+    """Why `name` cannot be the name of a generated class, or None."""
+    if problem := python_problem(name):
+        return problem
+    if name in MODULE_NAMES:
+        return f"`{name}` is a name the generated module itself uses"
+    if name in ("State", "Event", "SPEC"):
+        return f"`{name}` is an attribute of every generated machine, which its code reads"
     return None
 
 

@@ -121,17 +121,39 @@ def module_view(spec: SpecFile, source: str) -> ModuleView:
     """Everything the template needs for one spec file; `source` is the path shown in the
     generated code (relative, so output does not depend on where the build ran)."""
     with paused_gc():  # see `paused_gc`: a big model would make every collection traverse it
-        machines = tuple(machine_view(m, source) for m in spec.machines)
+        constants = _Constants()
+        machines = tuple(machine_view(m, source, constants) for m in spec.machines)
     names = ", ".join(m.name for m in machines)
     return ModuleView(source, f"State machines generated from {source}: {names}.", machines)
 
 
-def machine_view(machine: Machine, source: str) -> MachineView:
+class _Constants:
+    """The module-level names of the event tables, `_<MACHINE>_<EVENT>` plus `_PLAIN` and
+    `_POST`: unique in the module, where `Foo`.`BarBaz` and `FooBar`.`Baz`, or the events `X`
+    and `XPlain`, would otherwise share one."""
+
+    SUFFIXES = ("", "_PLAIN", "_POST")
+
+    def __init__(self) -> None:
+        self.taken = {"_get_ident", "_waiting", "_wake"}
+
+    def name(self, machine: str, event: str) -> str:
+        base = f"_{snake_case(machine).upper()}_{snake_case(event).upper()}"
+        candidate, number = base, 1
+        while any(candidate + suffix in self.taken for suffix in self.SUFFIXES):
+            number += 1
+            candidate = f"{base}_{number}"
+        self.taken.update(candidate + suffix for suffix in self.SUFFIXES)
+        return candidate
+
+
+def machine_view(machine: Machine, source: str, constants: _Constants | None = None
+                 ) -> MachineView:
     initial = machine.initial
     if initial is None:
         raise EmitError(f"machine {machine.name.text} has no initial state")
     events = machine.event_names
-    prefix = "_" + snake_case(machine.name.text).upper()
+    constants = constants or _Constants()
     transitions = tuple(_transition_view(t) for t in machine.transitions)
     by_event: dict[str, list[TransitionView]] = {name: [] for name in events}
     for view in transitions:  # one pass: a big machine is read once, not once per event
@@ -141,7 +163,7 @@ def machine_view(machine: Machine, source: str) -> MachineView:
         doc=machine.doc if machine.doc is not None else f"The {machine.name.text} lifecycle.",
         states=tuple(StateView(d.name.text, d.kind.value, d.name.span.line, d.doc)
                      for d in machine.states),
-        events=tuple(_event_view(name, f"{prefix}_{snake_case(name).upper()}", by_event[name])
+        events=tuple(_event_view(name, constants.name(machine.name.text, name), by_event[name])
                      for name in events),
         hooks=_hook_views(machine, source),
         initial=initial.name.text,
@@ -223,15 +245,28 @@ _json_string = json.JSONEncoder(ensure_ascii=False).encode
 
 def pyliteral(value: object) -> str:
     """A Python literal for str / None / bool / int / tuple of those. Strings are written
-    double-quoted with every special character escaped, so no text can escape the literal."""
+    double-quoted with every special character escaped, so no text can escape the literal, and
+    with every character that is not printable escaped too (`\\u2028`, `\\x7f`), so that the
+    literal is one line for every tool that reads the module (editors split lines where
+    `str.splitlines` does, Python's tokenizer only at `\\n` and `\\r`)."""
     if value is None or isinstance(value, bool | int):
         return repr(value)
     if isinstance(value, str):
-        return _json_string(value)
+        literal = _json_string(value)  # escapes `"`, `\\` and the C0 controls
+        return literal if literal.isprintable() else "".join(map(_printable, literal))
     if isinstance(value, tuple):
         items = [pyliteral(v) for v in value]
         return "(" + (items[0] + "," if len(items) == 1 else ", ".join(items)) + ")"
     raise EmitError(f"cannot write {type(value).__name__} as a Python literal")
+
+
+def _printable(char: str) -> str:
+    """`char` itself, or the Python escape of a character that is not printable."""
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
+        else f"\\U{code:08x}"
 
 
 def ident(value: object) -> str:
@@ -246,16 +281,22 @@ def _is_plain_name(text: str) -> bool:  # C calls only: no cache (a bounded one 
     return is_identifier(text) and not keyword.iskeyword(text)
 
 
-def docstring(value: object, indent: int = 4) -> str:
-    """A triple-quoted docstring when the text is plain, else a safe literal (`pyliteral`)."""
+def docstring(value: object, indent: int = 4, *, exact: bool = False) -> str:
+    """A triple-quoted docstring when the text is plain, else a safe literal (`pyliteral`).
+    `exact`: `__doc__` must be the text itself (a spec's doc string), so text of several lines
+    is a literal: lines indented in the source would be indented in `__doc__` (Python 3.13
+    strips them again, along with the text's own indentation)."""
     text = str(value)
     plain = text.replace("\n", "").isprintable() and "\\" not in text
     if not plain or '"""' in text or text.endswith('"') or not text.strip():
         return pyliteral(text)
     lines = text.split("\n")
-    if len(lines) == 1:
-        return f'"""{text}"""'
     pad = " " * indent
+    if len(lines) == 1:
+        # A line too long becomes a literal, which `_fit_lines` can cut into pieces.
+        return f'"""{text}"""' if indent + len(text) + 6 <= LINE_LIMIT else pyliteral(text)
+    if exact or any(len(pad) + len(line) > LINE_LIMIT for line in lines):
+        return pyliteral(text)
     body = "\n".join((pad + line) if line else "" for line in lines[1:])
     return f'"""{lines[0]}\n{body}\n{pad}"""'
 
@@ -293,21 +334,63 @@ def _fit_lines(text: str) -> str:
     """Wrap the long one-line calls of the template; mark the rare line that cannot be
     shortened (a very long spec name) for the linter rather than break it."""
     out: list[str] = []
-    for line in text.splitlines():
+    # Split where Python's tokenizer does; `str.splitlines` also splits at U+2028, U+0085...
+    for line in text.removesuffix("\n").split("\n"):
         if len(line) <= LINE_LIMIT:
             out.append(line)
             continue
-        out.extend(_wrap_call(line))
+        out.extend(_wrap_string(line) or _wrap_call(line))
     return "\n".join(o if len(o) <= LINE_LIMIT or o.endswith(_NOQA) else o + _NOQA
                      for o in out) + "\n"
 
 
+_LITERAL = r'"(?:[^"\\]|\\.)*"'
+# `    f(a, b),  # note`, `    key=(a, b),`, `    A.B: (a, b),`, `    "A": (a, b),`
+# `class A(Base[...]):`, `NAME: dict[A, B] = {`
+_CALL_LINE = re.compile(
+    rf"^(\s*)([A-Za-z_][\w.]*\s*[=:]\s*|{_LITERAL}:\s*|(?:class )?[A-Za-z_][\w.]*)?"
+    r"\((.*)\)([,:]?)(  # .*)?$")
+_ANNOTATED_LINE = re.compile(r"^([A-Za-z_]\w*: [A-Za-z_][\w.]*)\[(.*)\]( = \{)$")
+# `    "text"`, `    doc="text",`, `    "A": "text",`
+_STRING_LINE = re.compile(rf"^(\s*)((?:[A-Za-z_]\w*=|{_LITERAL}: )?)({_LITERAL})(,?)$")
+# The characters and escapes of a literal written by `pyliteral`: a cut goes between two.
+_LITERAL_PIECE = re.compile(r"\\U[0-9a-f]{8}|\\u[0-9a-f]{4}|\\x[0-9a-f]{2}|\\.|[^\\]")
+
+
+def _wrap_string(line: str) -> list[str] | None:
+    """A long string literal → implicitly concatenated pieces in parentheses (the same string,
+    a docstring still), cut after a space where one is near."""
+    match = _STRING_LINE.match(line)
+    if match is None:
+        return None
+    indent, opening, literal, comma = match.groups()
+    inner = indent + "    "
+    room = max(LINE_LIMIT - len(inner) - 2, 20)
+    pieces: list[str] = []
+    current: list[str] = []
+    width = 0
+    for piece in _LITERAL_PIECE.findall(literal[1:-1]):
+        if current and width + len(piece) > room:
+            spaces = [i for i, p in enumerate(current) if p == " "]
+            cut = spaces[-1] + 1 if spaces and spaces[-1] >= len(current) // 2 else len(current)
+            pieces.append("".join(current[:cut]))
+            current = current[cut:]
+            width = sum(map(len, current))
+        current.append(piece)
+        width += len(piece)
+    pieces.append("".join(current))
+    return [f"{indent}{opening}(", *(f'{inner}"{p}"' for p in pieces), f"{indent}){comma}"]
+
+
 def _wrap_call(line: str) -> list[str]:
     """`    f(a, b, c),  # note` or `    key=(a, b),` → the arguments packed on indented lines."""
-    match = re.match(r"^(\s*)([A-Za-z_][\w.]*\s*=\s*|[A-Za-z_][\w.]*)?\((.*)\)(,?)(  # .*)?$",
-                     line)
+    match = _CALL_LINE.match(line)
     if match is None:
-        return [line]
+        annotated = _ANNOTATED_LINE.match(line)
+        if annotated is None:
+            return [line]
+        head, body, tail = annotated.groups()
+        return [f"{head}[", f"    {body},", f"]{tail}"]
     indent, opening, body, comma, note = match.groups()
     arguments = _split_arguments(body)
     if arguments is None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from fsmc.runtime import StateChanged
+from fsmc.runtime import StateChanged, jsonline
 
 __all__ = ["AuditTrail", "read_trail"]
 
@@ -37,8 +37,7 @@ class AuditTrail:
         self._interval = flush_interval
         self._lock = threading.Lock()
         self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
-                                        default=str).encode
+        self._encode = jsonline.dumps  # one line for every reader, UTF-8 encodable
         self._written = 0
         self._flushed_at = time.monotonic()
 

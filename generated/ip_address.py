@@ -23,7 +23,10 @@ __all__ = ["IpAddress"]
 
 
 class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
-    """Lifecycle of a CloudStack public IP address. CloudStack has no state machine for it (the state is set directly); this lifecycle is fsmc's design"""  # noqa: E501
+    (
+        "Lifecycle of a CloudStack public IP address. CloudStack has no state machine for it (the "
+        "state is set directly); this lifecycle is fsmc's design"
+    )
 
     __slots__ = ()
 
@@ -47,7 +50,10 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
 
     SPEC = MachineSpec(
         name="IpAddress",
-        doc="Lifecycle of a CloudStack public IP address. CloudStack has no state machine for it (the state is set directly); this lifecycle is fsmc's design",  # noqa: E501
+        doc=(
+            "Lifecycle of a CloudStack public IP address. CloudStack has no state machine for it "
+            "(the state is set directly); this lifecycle is fsmc's design"
+        ),
         states=("Allocating", "Allocated", "Releasing", "Reserved", "Free"),
         events=(
             "AllocateRequested", "ReserveRequested", "ReleaseRequested", "OperationSucceeded",
@@ -273,82 +279,99 @@ class IpAddress(Machine["IpAddress.State", "IpAddress.Event"]):
                 _wake(stripe)
 
 
-_S = IpAddress.State
-_E = IpAddress.Event
-_IP_ADDRESS_ALLOCATE_REQUESTED = Dispatch(_E.AllocateRequested, {
-    _S.Free: (
-        candidate(_S.Allocating),  # line 17
-    ),
-    _S.Reserved: (
-        candidate(_S.Allocating),  # line 21
-    ),
-})
-_IP_ADDRESS_RESERVE_REQUESTED = Dispatch(_E.ReserveRequested, {
-    _S.Free: (
-        candidate(_S.Reserved),  # line 18
-    ),
-})
-_IP_ADDRESS_RELEASE_REQUESTED = Dispatch(_E.ReleaseRequested, {
-    _S.Reserved: (
-        candidate(_S.Free),  # line 22
-    ),
-    _S.Allocated: (
-        candidate(_S.Releasing, tags=("usage",)),  # line 30
-    ),
-})
-_IP_ADDRESS_OPERATION_SUCCEEDED = Dispatch(_E.OperationSucceeded, {
-    _S.Allocating: (
-        candidate(_S.Allocated, tags=("usage",)),  # line 26
-    ),
-    _S.Releasing: (
-        candidate(_S.Free),  # line 34
-    ),
-})
-_IP_ADDRESS_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
-    _S.Allocating: (
-        candidate(_S.Releasing),  # line 27
-    ),
-    _S.Releasing: (
-        candidate(_S.Releasing),  # line 35
-    ),
-})
+_IP_ADDRESS_ALLOCATE_REQUESTED = Dispatch(
+    IpAddress.Event.AllocateRequested,
+    {
+        IpAddress.State.Free: (
+            candidate(IpAddress.State.Allocating),  # line 17
+        ),
+        IpAddress.State.Reserved: (
+            candidate(IpAddress.State.Allocating),  # line 21
+        ),
+    },
+)
+_IP_ADDRESS_RESERVE_REQUESTED = Dispatch(
+    IpAddress.Event.ReserveRequested,
+    {
+        IpAddress.State.Free: (
+            candidate(IpAddress.State.Reserved),  # line 18
+        ),
+    },
+)
+_IP_ADDRESS_RELEASE_REQUESTED = Dispatch(
+    IpAddress.Event.ReleaseRequested,
+    {
+        IpAddress.State.Reserved: (
+            candidate(IpAddress.State.Free),  # line 22
+        ),
+        IpAddress.State.Allocated: (
+            candidate(IpAddress.State.Releasing, tags=("usage",)),  # line 30
+        ),
+    },
+)
+_IP_ADDRESS_OPERATION_SUCCEEDED = Dispatch(
+    IpAddress.Event.OperationSucceeded,
+    {
+        IpAddress.State.Allocating: (
+            candidate(IpAddress.State.Allocated, tags=("usage",)),  # line 26
+        ),
+        IpAddress.State.Releasing: (
+            candidate(IpAddress.State.Free),  # line 34
+        ),
+    },
+)
+_IP_ADDRESS_OPERATION_FAILED = Dispatch(
+    IpAddress.Event.OperationFailed,
+    {
+        IpAddress.State.Allocating: (
+            candidate(IpAddress.State.Releasing),  # line 27
+        ),
+        IpAddress.State.Releasing: (
+            candidate(IpAddress.State.Releasing),  # line 35
+        ),
+    },
+)
 _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
-    _S.Free: _S.Allocating,
-    _S.Reserved: _S.Allocating,
+    IpAddress.State.Free: IpAddress.State.Allocating,
+    IpAddress.State.Reserved: IpAddress.State.Allocating,
 }
 _IP_ADDRESS_RESERVE_REQUESTED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
-    _S.Free: _S.Reserved,
+    IpAddress.State.Free: IpAddress.State.Reserved,
 }
 _IP_ADDRESS_RELEASE_REQUESTED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
-    _S.Reserved: _S.Free,
-    _S.Allocated: _S.Releasing,
+    IpAddress.State.Reserved: IpAddress.State.Free,
+    IpAddress.State.Allocated: IpAddress.State.Releasing,
 }
 _IP_ADDRESS_OPERATION_SUCCEEDED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
-    _S.Allocating: _S.Allocated,
-    _S.Releasing: _S.Free,
+    IpAddress.State.Allocating: IpAddress.State.Allocated,
+    IpAddress.State.Releasing: IpAddress.State.Free,
 }
 _IP_ADDRESS_OPERATION_FAILED_PLAIN: dict[IpAddress.State, IpAddress.State] = {
-    _S.Allocating: _S.Releasing,
-    _S.Releasing: _S.Releasing,
+    IpAddress.State.Allocating: IpAddress.State.Releasing,
+    IpAddress.State.Releasing: IpAddress.State.Releasing,
 }
 _IP_ADDRESS_ALLOCATE_REQUESTED_POST: dict[IpAddress.State, PostRecord] = {
-    _S.Free: ("IpAddress", "AllocateRequested", "Free", "Allocating", ()),
-    _S.Reserved: ("IpAddress", "AllocateRequested", "Reserved", "Allocating", ()),
+    IpAddress.State.Free: ("IpAddress", "AllocateRequested", "Free", "Allocating", ()),
+    IpAddress.State.Reserved: ("IpAddress", "AllocateRequested", "Reserved", "Allocating", ()),
 }
 _IP_ADDRESS_RESERVE_REQUESTED_POST: dict[IpAddress.State, PostRecord] = {
-    _S.Free: ("IpAddress", "ReserveRequested", "Free", "Reserved", ()),
+    IpAddress.State.Free: ("IpAddress", "ReserveRequested", "Free", "Reserved", ()),
 }
 _IP_ADDRESS_RELEASE_REQUESTED_POST: dict[IpAddress.State, PostRecord] = {
-    _S.Reserved: ("IpAddress", "ReleaseRequested", "Reserved", "Free", ()),
-    _S.Allocated: ("IpAddress", "ReleaseRequested", "Allocated", "Releasing", ("usage",)),
+    IpAddress.State.Reserved: ("IpAddress", "ReleaseRequested", "Reserved", "Free", ()),
+    IpAddress.State.Allocated: (
+        "IpAddress", "ReleaseRequested", "Allocated", "Releasing", ("usage",),
+    ),
 }
 _IP_ADDRESS_OPERATION_SUCCEEDED_POST: dict[IpAddress.State, PostRecord] = {
-    _S.Allocating: ("IpAddress", "OperationSucceeded", "Allocating", "Allocated", ("usage",)),
-    _S.Releasing: ("IpAddress", "OperationSucceeded", "Releasing", "Free", ()),
+    IpAddress.State.Allocating: (
+        "IpAddress", "OperationSucceeded", "Allocating", "Allocated", ("usage",),
+    ),
+    IpAddress.State.Releasing: ("IpAddress", "OperationSucceeded", "Releasing", "Free", ()),
 }
 _IP_ADDRESS_OPERATION_FAILED_POST: dict[IpAddress.State, PostRecord] = {
-    _S.Allocating: ("IpAddress", "OperationFailed", "Allocating", "Releasing", ()),
-    _S.Releasing: ("IpAddress", "OperationFailed", "Releasing", "Releasing", ()),
+    IpAddress.State.Allocating: ("IpAddress", "OperationFailed", "Allocating", "Releasing", ()),
+    IpAddress.State.Releasing: ("IpAddress", "OperationFailed", "Releasing", "Releasing", ()),
 }
 IpAddress._PLAIN = (
     _IP_ADDRESS_ALLOCATE_REQUESTED_PLAIN, _IP_ADDRESS_RESERVE_REQUESTED_PLAIN,
@@ -356,22 +379,21 @@ IpAddress._PLAIN = (
     _IP_ADDRESS_OPERATION_FAILED_PLAIN,
 )
 IpAddress._DISPATCH = {
-    _E.AllocateRequested: _IP_ADDRESS_ALLOCATE_REQUESTED,
-    "AllocateRequested": _IP_ADDRESS_ALLOCATE_REQUESTED,
-    _E.ReserveRequested: _IP_ADDRESS_RESERVE_REQUESTED,
-    "ReserveRequested": _IP_ADDRESS_RESERVE_REQUESTED,
-    _E.ReleaseRequested: _IP_ADDRESS_RELEASE_REQUESTED,
-    "ReleaseRequested": _IP_ADDRESS_RELEASE_REQUESTED,
-    _E.OperationSucceeded: _IP_ADDRESS_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _IP_ADDRESS_OPERATION_SUCCEEDED,
-    _E.OperationFailed: _IP_ADDRESS_OPERATION_FAILED,
-    "OperationFailed": _IP_ADDRESS_OPERATION_FAILED,
+    IpAddress.Event.AllocateRequested: _IP_ADDRESS_ALLOCATE_REQUESTED,
+    IpAddress.Event.ReserveRequested: _IP_ADDRESS_RESERVE_REQUESTED,
+    IpAddress.Event.ReleaseRequested: _IP_ADDRESS_RELEASE_REQUESTED,
+    IpAddress.Event.OperationSucceeded: _IP_ADDRESS_OPERATION_SUCCEEDED,
+    IpAddress.Event.OperationFailed: _IP_ADDRESS_OPERATION_FAILED,
 }
 IpAddress._ALLOWED = {
-    _S.Allocating: (_E.OperationSucceeded, _E.OperationFailed),
-    _S.Allocated: (_E.ReleaseRequested,),
-    _S.Releasing: (_E.OperationSucceeded, _E.OperationFailed),
-    _S.Reserved: (_E.AllocateRequested, _E.ReleaseRequested),
-    _S.Free: (_E.AllocateRequested, _E.ReserveRequested),
+    IpAddress.State.Allocating: (
+        IpAddress.Event.OperationSucceeded, IpAddress.Event.OperationFailed,
+    ),
+    IpAddress.State.Allocated: (IpAddress.Event.ReleaseRequested,),
+    IpAddress.State.Releasing: (
+        IpAddress.Event.OperationSucceeded, IpAddress.Event.OperationFailed,
+    ),
+    IpAddress.State.Reserved: (IpAddress.Event.AllocateRequested, IpAddress.Event.ReleaseRequested),
+    IpAddress.State.Free: (IpAddress.Event.AllocateRequested, IpAddress.Event.ReserveRequested),
 }
-IpAddress._INITIAL = _S.Free
+IpAddress._INITIAL = IpAddress.State.Free

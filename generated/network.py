@@ -23,7 +23,10 @@ __all__ = ["Network"]
 
 
 class Network(Machine["Network.State", "Network.Event"]):
-    """Lifecycle of a CloudStack guest network, from allocation through implementation on network elements to destruction"""  # noqa: E501
+    (
+        "Lifecycle of a CloudStack guest network, from allocation through implementation on "
+        "network elements to destruction"
+    )
 
     __slots__ = ()
 
@@ -47,7 +50,10 @@ class Network(Machine["Network.State", "Network.Event"]):
 
     SPEC = MachineSpec(
         name="Network",
-        doc="Lifecycle of a CloudStack guest network, from allocation through implementation on network elements to destruction",  # noqa: E501
+        doc=(
+            "Lifecycle of a CloudStack guest network, from allocation through implementation on "
+            "network elements to destruction"
+        ),
         states=("Allocated", "Setup", "Implementing", "Implemented", "Shutdown", "Destroy"),
         events=("ImplementNetwork", "DestroyNetwork", "OperationSucceeded", "OperationFailed"),
         initial="Allocated",
@@ -235,91 +241,99 @@ class Network(Machine["Network.State", "Network.Event"]):
                 _wake(stripe)
 
 
-_S = Network.State
-_E = Network.Event
-_NETWORK_IMPLEMENT_NETWORK = Dispatch(_E.ImplementNetwork, {
-    _S.Allocated: (
-        candidate(_S.Implementing),  # line 19
-    ),
-})
-_NETWORK_DESTROY_NETWORK = Dispatch(_E.DestroyNetwork, {
-    _S.Allocated: (
-        candidate(_S.Destroy),  # line 20
-    ),
-    _S.Setup: (
-        candidate(_S.Destroy),  # line 22
-    ),
-    _S.Implemented: (
-        candidate(_S.Shutdown),  # line 30
-    ),
-})
-_NETWORK_OPERATION_SUCCEEDED = Dispatch(_E.OperationSucceeded, {
-    _S.Implementing: (
-        candidate(_S.Implemented),  # line 25
-    ),
-    _S.Shutdown: (
-        candidate(_S.Allocated),  # line 33
-    ),
-})
-_NETWORK_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
-    _S.Implementing: (
-        candidate(_S.Shutdown),  # line 26
-    ),
-    _S.Shutdown: (
-        candidate(_S.Shutdown),  # line 34
-    ),
-})
+_NETWORK_IMPLEMENT_NETWORK = Dispatch(
+    Network.Event.ImplementNetwork,
+    {
+        Network.State.Allocated: (
+            candidate(Network.State.Implementing),  # line 19
+        ),
+    },
+)
+_NETWORK_DESTROY_NETWORK = Dispatch(
+    Network.Event.DestroyNetwork,
+    {
+        Network.State.Allocated: (
+            candidate(Network.State.Destroy),  # line 20
+        ),
+        Network.State.Setup: (
+            candidate(Network.State.Destroy),  # line 22
+        ),
+        Network.State.Implemented: (
+            candidate(Network.State.Shutdown),  # line 30
+        ),
+    },
+)
+_NETWORK_OPERATION_SUCCEEDED = Dispatch(
+    Network.Event.OperationSucceeded,
+    {
+        Network.State.Implementing: (
+            candidate(Network.State.Implemented),  # line 25
+        ),
+        Network.State.Shutdown: (
+            candidate(Network.State.Allocated),  # line 33
+        ),
+    },
+)
+_NETWORK_OPERATION_FAILED = Dispatch(
+    Network.Event.OperationFailed,
+    {
+        Network.State.Implementing: (
+            candidate(Network.State.Shutdown),  # line 26
+        ),
+        Network.State.Shutdown: (
+            candidate(Network.State.Shutdown),  # line 34
+        ),
+    },
+)
 _NETWORK_IMPLEMENT_NETWORK_PLAIN: dict[Network.State, Network.State] = {
-    _S.Allocated: _S.Implementing,
+    Network.State.Allocated: Network.State.Implementing,
 }
 _NETWORK_DESTROY_NETWORK_PLAIN: dict[Network.State, Network.State] = {
-    _S.Allocated: _S.Destroy,
-    _S.Setup: _S.Destroy,
-    _S.Implemented: _S.Shutdown,
+    Network.State.Allocated: Network.State.Destroy,
+    Network.State.Setup: Network.State.Destroy,
+    Network.State.Implemented: Network.State.Shutdown,
 }
 _NETWORK_OPERATION_SUCCEEDED_PLAIN: dict[Network.State, Network.State] = {
-    _S.Implementing: _S.Implemented,
-    _S.Shutdown: _S.Allocated,
+    Network.State.Implementing: Network.State.Implemented,
+    Network.State.Shutdown: Network.State.Allocated,
 }
 _NETWORK_OPERATION_FAILED_PLAIN: dict[Network.State, Network.State] = {
-    _S.Implementing: _S.Shutdown,
-    _S.Shutdown: _S.Shutdown,
+    Network.State.Implementing: Network.State.Shutdown,
+    Network.State.Shutdown: Network.State.Shutdown,
 }
 _NETWORK_IMPLEMENT_NETWORK_POST: dict[Network.State, PostRecord] = {
-    _S.Allocated: ("Network", "ImplementNetwork", "Allocated", "Implementing", ()),
+    Network.State.Allocated: ("Network", "ImplementNetwork", "Allocated", "Implementing", ()),
 }
 _NETWORK_DESTROY_NETWORK_POST: dict[Network.State, PostRecord] = {
-    _S.Allocated: ("Network", "DestroyNetwork", "Allocated", "Destroy", ()),
-    _S.Setup: ("Network", "DestroyNetwork", "Setup", "Destroy", ()),
-    _S.Implemented: ("Network", "DestroyNetwork", "Implemented", "Shutdown", ()),
+    Network.State.Allocated: ("Network", "DestroyNetwork", "Allocated", "Destroy", ()),
+    Network.State.Setup: ("Network", "DestroyNetwork", "Setup", "Destroy", ()),
+    Network.State.Implemented: ("Network", "DestroyNetwork", "Implemented", "Shutdown", ()),
 }
 _NETWORK_OPERATION_SUCCEEDED_POST: dict[Network.State, PostRecord] = {
-    _S.Implementing: ("Network", "OperationSucceeded", "Implementing", "Implemented", ()),
-    _S.Shutdown: ("Network", "OperationSucceeded", "Shutdown", "Allocated", ()),
+    Network.State.Implementing: (
+        "Network", "OperationSucceeded", "Implementing", "Implemented", (),
+    ),
+    Network.State.Shutdown: ("Network", "OperationSucceeded", "Shutdown", "Allocated", ()),
 }
 _NETWORK_OPERATION_FAILED_POST: dict[Network.State, PostRecord] = {
-    _S.Implementing: ("Network", "OperationFailed", "Implementing", "Shutdown", ()),
-    _S.Shutdown: ("Network", "OperationFailed", "Shutdown", "Shutdown", ()),
+    Network.State.Implementing: ("Network", "OperationFailed", "Implementing", "Shutdown", ()),
+    Network.State.Shutdown: ("Network", "OperationFailed", "Shutdown", "Shutdown", ()),
 }
 Network._PLAIN = (
     _NETWORK_IMPLEMENT_NETWORK_PLAIN, _NETWORK_DESTROY_NETWORK_PLAIN,
     _NETWORK_OPERATION_SUCCEEDED_PLAIN, _NETWORK_OPERATION_FAILED_PLAIN,
 )
 Network._DISPATCH = {
-    _E.ImplementNetwork: _NETWORK_IMPLEMENT_NETWORK,
-    "ImplementNetwork": _NETWORK_IMPLEMENT_NETWORK,
-    _E.DestroyNetwork: _NETWORK_DESTROY_NETWORK,
-    "DestroyNetwork": _NETWORK_DESTROY_NETWORK,
-    _E.OperationSucceeded: _NETWORK_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _NETWORK_OPERATION_SUCCEEDED,
-    _E.OperationFailed: _NETWORK_OPERATION_FAILED,
-    "OperationFailed": _NETWORK_OPERATION_FAILED,
+    Network.Event.ImplementNetwork: _NETWORK_IMPLEMENT_NETWORK,
+    Network.Event.DestroyNetwork: _NETWORK_DESTROY_NETWORK,
+    Network.Event.OperationSucceeded: _NETWORK_OPERATION_SUCCEEDED,
+    Network.Event.OperationFailed: _NETWORK_OPERATION_FAILED,
 }
 Network._ALLOWED = {
-    _S.Allocated: (_E.ImplementNetwork, _E.DestroyNetwork),
-    _S.Setup: (_E.DestroyNetwork,),
-    _S.Implementing: (_E.OperationSucceeded, _E.OperationFailed),
-    _S.Implemented: (_E.DestroyNetwork,),
-    _S.Shutdown: (_E.OperationSucceeded, _E.OperationFailed),
+    Network.State.Allocated: (Network.Event.ImplementNetwork, Network.Event.DestroyNetwork),
+    Network.State.Setup: (Network.Event.DestroyNetwork,),
+    Network.State.Implementing: (Network.Event.OperationSucceeded, Network.Event.OperationFailed),
+    Network.State.Implemented: (Network.Event.DestroyNetwork,),
+    Network.State.Shutdown: (Network.Event.OperationSucceeded, Network.Event.OperationFailed),
 }
-Network._INITIAL = _S.Allocated
+Network._INITIAL = Network.State.Allocated

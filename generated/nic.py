@@ -23,7 +23,10 @@ __all__ = ["Nic"]
 
 
 class Nic(Machine["Nic.State", "Nic.Event"]):
-    """Lifecycle of a CloudStack virtual NIC's network reservation. CloudStack declares this machine but never consults it: it sets Nic states directly"""  # noqa: E501
+    (
+        "Lifecycle of a CloudStack virtual NIC's network reservation. CloudStack declares this "
+        "machine but never consults it: it sets Nic states directly"
+    )
 
     __slots__ = ()
 
@@ -47,7 +50,10 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
 
     SPEC = MachineSpec(
         name="Nic",
-        doc="Lifecycle of a CloudStack virtual NIC's network reservation. CloudStack declares this machine but never consults it: it sets Nic states directly",  # noqa: E501
+        doc=(
+            "Lifecycle of a CloudStack virtual NIC's network reservation. CloudStack declares this "
+            "machine but never consults it: it sets Nic states directly"
+        ),
         states=("Allocated", "Reserving", "Reserved", "Releasing", "Deallocating"),
         events=(
             "ReservationRequested", "ReleaseRequested", "CancelRequested", "OperationCompleted",
@@ -269,93 +275,103 @@ class Nic(Machine["Nic.State", "Nic.Event"]):
                 _wake(stripe)
 
 
-_S = Nic.State
-_E = Nic.Event
-_NIC_RESERVATION_REQUESTED = Dispatch(_E.ReservationRequested, {
-    _S.Allocated: (
-        candidate(_S.Reserving),  # line 15
-    ),
-})
-_NIC_RELEASE_REQUESTED = Dispatch(_E.ReleaseRequested, {
-    _S.Reserved: (
-        candidate(_S.Releasing),  # line 22
-    ),
-})
-_NIC_CANCEL_REQUESTED = Dispatch(_E.CancelRequested, {
-    _S.Reserving: (
-        candidate(_S.Allocated),  # line 18
-    ),
-})
-_NIC_OPERATION_COMPLETED = Dispatch(_E.OperationCompleted, {
-    _S.Reserving: (
-        candidate(_S.Reserved),  # line 19
-    ),
-    _S.Releasing: (
-        candidate(_S.Allocated),  # line 25
-    ),
-})
-_NIC_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
-    _S.Reserving: (
-        candidate(_S.Allocated),  # line 20
-    ),
-    _S.Releasing: (
-        candidate(_S.Reserved),  # line 26
-    ),
-})
+_NIC_RESERVATION_REQUESTED = Dispatch(
+    Nic.Event.ReservationRequested,
+    {
+        Nic.State.Allocated: (
+            candidate(Nic.State.Reserving),  # line 15
+        ),
+    },
+)
+_NIC_RELEASE_REQUESTED = Dispatch(
+    Nic.Event.ReleaseRequested,
+    {
+        Nic.State.Reserved: (
+            candidate(Nic.State.Releasing),  # line 22
+        ),
+    },
+)
+_NIC_CANCEL_REQUESTED = Dispatch(
+    Nic.Event.CancelRequested,
+    {
+        Nic.State.Reserving: (
+            candidate(Nic.State.Allocated),  # line 18
+        ),
+    },
+)
+_NIC_OPERATION_COMPLETED = Dispatch(
+    Nic.Event.OperationCompleted,
+    {
+        Nic.State.Reserving: (
+            candidate(Nic.State.Reserved),  # line 19
+        ),
+        Nic.State.Releasing: (
+            candidate(Nic.State.Allocated),  # line 25
+        ),
+    },
+)
+_NIC_OPERATION_FAILED = Dispatch(
+    Nic.Event.OperationFailed,
+    {
+        Nic.State.Reserving: (
+            candidate(Nic.State.Allocated),  # line 20
+        ),
+        Nic.State.Releasing: (
+            candidate(Nic.State.Reserved),  # line 26
+        ),
+    },
+)
 _NIC_RESERVATION_REQUESTED_PLAIN: dict[Nic.State, Nic.State] = {
-    _S.Allocated: _S.Reserving,
+    Nic.State.Allocated: Nic.State.Reserving,
 }
 _NIC_RELEASE_REQUESTED_PLAIN: dict[Nic.State, Nic.State] = {
-    _S.Reserved: _S.Releasing,
+    Nic.State.Reserved: Nic.State.Releasing,
 }
 _NIC_CANCEL_REQUESTED_PLAIN: dict[Nic.State, Nic.State] = {
-    _S.Reserving: _S.Allocated,
+    Nic.State.Reserving: Nic.State.Allocated,
 }
 _NIC_OPERATION_COMPLETED_PLAIN: dict[Nic.State, Nic.State] = {
-    _S.Reserving: _S.Reserved,
-    _S.Releasing: _S.Allocated,
+    Nic.State.Reserving: Nic.State.Reserved,
+    Nic.State.Releasing: Nic.State.Allocated,
 }
 _NIC_OPERATION_FAILED_PLAIN: dict[Nic.State, Nic.State] = {
-    _S.Reserving: _S.Allocated,
-    _S.Releasing: _S.Reserved,
+    Nic.State.Reserving: Nic.State.Allocated,
+    Nic.State.Releasing: Nic.State.Reserved,
 }
 _NIC_RESERVATION_REQUESTED_POST: dict[Nic.State, PostRecord] = {
-    _S.Allocated: ("Nic", "ReservationRequested", "Allocated", "Reserving", ()),
+    Nic.State.Allocated: ("Nic", "ReservationRequested", "Allocated", "Reserving", ()),
 }
 _NIC_RELEASE_REQUESTED_POST: dict[Nic.State, PostRecord] = {
-    _S.Reserved: ("Nic", "ReleaseRequested", "Reserved", "Releasing", ()),
+    Nic.State.Reserved: ("Nic", "ReleaseRequested", "Reserved", "Releasing", ()),
 }
 _NIC_CANCEL_REQUESTED_POST: dict[Nic.State, PostRecord] = {
-    _S.Reserving: ("Nic", "CancelRequested", "Reserving", "Allocated", ()),
+    Nic.State.Reserving: ("Nic", "CancelRequested", "Reserving", "Allocated", ()),
 }
 _NIC_OPERATION_COMPLETED_POST: dict[Nic.State, PostRecord] = {
-    _S.Reserving: ("Nic", "OperationCompleted", "Reserving", "Reserved", ()),
-    _S.Releasing: ("Nic", "OperationCompleted", "Releasing", "Allocated", ()),
+    Nic.State.Reserving: ("Nic", "OperationCompleted", "Reserving", "Reserved", ()),
+    Nic.State.Releasing: ("Nic", "OperationCompleted", "Releasing", "Allocated", ()),
 }
 _NIC_OPERATION_FAILED_POST: dict[Nic.State, PostRecord] = {
-    _S.Reserving: ("Nic", "OperationFailed", "Reserving", "Allocated", ()),
-    _S.Releasing: ("Nic", "OperationFailed", "Releasing", "Reserved", ()),
+    Nic.State.Reserving: ("Nic", "OperationFailed", "Reserving", "Allocated", ()),
+    Nic.State.Releasing: ("Nic", "OperationFailed", "Releasing", "Reserved", ()),
 }
 Nic._PLAIN = (
     _NIC_RESERVATION_REQUESTED_PLAIN, _NIC_RELEASE_REQUESTED_PLAIN, _NIC_CANCEL_REQUESTED_PLAIN,
     _NIC_OPERATION_COMPLETED_PLAIN, _NIC_OPERATION_FAILED_PLAIN,
 )
 Nic._DISPATCH = {
-    _E.ReservationRequested: _NIC_RESERVATION_REQUESTED,
-    "ReservationRequested": _NIC_RESERVATION_REQUESTED,
-    _E.ReleaseRequested: _NIC_RELEASE_REQUESTED,
-    "ReleaseRequested": _NIC_RELEASE_REQUESTED,
-    _E.CancelRequested: _NIC_CANCEL_REQUESTED,
-    "CancelRequested": _NIC_CANCEL_REQUESTED,
-    _E.OperationCompleted: _NIC_OPERATION_COMPLETED,
-    "OperationCompleted": _NIC_OPERATION_COMPLETED,
-    _E.OperationFailed: _NIC_OPERATION_FAILED,
-    "OperationFailed": _NIC_OPERATION_FAILED,
+    Nic.Event.ReservationRequested: _NIC_RESERVATION_REQUESTED,
+    Nic.Event.ReleaseRequested: _NIC_RELEASE_REQUESTED,
+    Nic.Event.CancelRequested: _NIC_CANCEL_REQUESTED,
+    Nic.Event.OperationCompleted: _NIC_OPERATION_COMPLETED,
+    Nic.Event.OperationFailed: _NIC_OPERATION_FAILED,
 }
 Nic._ALLOWED = {
-    _S.Allocated: (_E.ReservationRequested,),
-    _S.Reserving: (_E.CancelRequested, _E.OperationCompleted, _E.OperationFailed),
-    _S.Reserved: (_E.ReleaseRequested,),
-    _S.Releasing: (_E.OperationCompleted, _E.OperationFailed),
+    Nic.State.Allocated: (Nic.Event.ReservationRequested,),
+    Nic.State.Reserving: (
+        Nic.Event.CancelRequested, Nic.Event.OperationCompleted, Nic.Event.OperationFailed,
+    ),
+    Nic.State.Reserved: (Nic.Event.ReleaseRequested,),
+    Nic.State.Releasing: (Nic.Event.OperationCompleted, Nic.Event.OperationFailed),
 }
-Nic._INITIAL = _S.Allocated
+Nic._INITIAL = Nic.State.Allocated

@@ -23,7 +23,10 @@ __all__ = ["Snapshot"]
 
 
 class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
-    """Lifecycle of a CloudStack volume snapshot, from creation on primary storage to backup and deletion"""  # noqa: E501
+    (
+        "Lifecycle of a CloudStack volume snapshot, from creation on primary storage to backup and "
+        "deletion"
+    )
 
     __slots__ = ()
 
@@ -55,7 +58,10 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
 
     SPEC = MachineSpec(
         name="Snapshot",
-        doc="Lifecycle of a CloudStack volume snapshot, from creation on primary storage to backup and deletion",  # noqa: E501
+        doc=(
+            "Lifecycle of a CloudStack volume snapshot, from creation on primary storage to backup "
+            "and deletion"
+        ),
         states=(
             "Allocated", "Creating", "CreatedOnPrimary", "BackingUp", "BackedUp", "Copying",
             "Destroying", "Destroyed", "Hidden", "Error",
@@ -395,141 +401,167 @@ class Snapshot(Machine["Snapshot.State", "Snapshot.Event"]):
                 _wake(stripe)
 
 
-_S = Snapshot.State
-_E = Snapshot.Event
-_SNAPSHOT_CREATE_REQUESTED = Dispatch(_E.CreateRequested, {
-    _S.Allocated: (
-        candidate(_S.Creating),  # line 26
-    ),
-})
-_SNAPSHOT_OPERATION_NOT_PERFORMED = Dispatch(_E.OperationNotPerformed, {
-    _S.Creating: (
-        candidate(_S.BackedUp),  # line 31
-    ),
-    _S.CreatedOnPrimary: (
-        candidate(_S.BackedUp),  # line 35
-    ),
-    _S.BackingUp: (
-        candidate(_S.BackedUp),  # line 39
-    ),
-})
-_SNAPSHOT_BACKUP_TO_SECONDARY = Dispatch(_E.BackupToSecondary, {
-    _S.CreatedOnPrimary: (
-        candidate(_S.BackingUp),  # line 34
-    ),
-    _S.BackingUp: (
-        candidate(_S.BackingUp),  # line 40
-    ),
-    _S.BackedUp: (
-        candidate(_S.BackingUp),  # line 44
-    ),
-})
-_SNAPSHOT_BACKEDUP_TO_SECONDARY = Dispatch(_E.BackedupToSecondary, {
-})
-_SNAPSHOT_DESTROY_REQUESTED = Dispatch(_E.DestroyRequested, {
-    _S.BackedUp: (
-        candidate(_S.Destroying),  # line 42
-    ),
-    _S.Destroying: (
-        candidate(_S.Destroying),  # line 53
-    ),
-})
-_SNAPSHOT_COPYING_REQUESTED = Dispatch(_E.CopyingRequested, {
-    _S.BackedUp: (
-        candidate(_S.Copying),  # line 43
-    ),
-})
-_SNAPSHOT_OPERATION_SUCCEEDED = Dispatch(_E.OperationSucceeded, {
-    _S.Creating: (
-        candidate(_S.CreatedOnPrimary),  # line 30
-    ),
-    _S.BackingUp: (
-        candidate(_S.BackedUp),  # line 37
-    ),
-    _S.Copying: (
-        candidate(_S.BackedUp),  # line 47
-    ),
-    _S.Destroying: (
-        candidate(_S.Destroyed),  # line 51
-    ),
-})
-_SNAPSHOT_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
-    _S.Creating: (
-        candidate(_S.Error),  # line 32
-    ),
-    _S.BackingUp: (
-        candidate(_S.Error),  # line 38
-    ),
-    _S.Copying: (
-        candidate(_S.BackedUp),  # line 48
-    ),
-    _S.Destroying: (
-        candidate(_S.BackedUp),  # line 52
-    ),
-})
+_SNAPSHOT_CREATE_REQUESTED = Dispatch(
+    Snapshot.Event.CreateRequested,
+    {
+        Snapshot.State.Allocated: (
+            candidate(Snapshot.State.Creating),  # line 26
+        ),
+    },
+)
+_SNAPSHOT_OPERATION_NOT_PERFORMED = Dispatch(
+    Snapshot.Event.OperationNotPerformed,
+    {
+        Snapshot.State.Creating: (
+            candidate(Snapshot.State.BackedUp),  # line 31
+        ),
+        Snapshot.State.CreatedOnPrimary: (
+            candidate(Snapshot.State.BackedUp),  # line 35
+        ),
+        Snapshot.State.BackingUp: (
+            candidate(Snapshot.State.BackedUp),  # line 39
+        ),
+    },
+)
+_SNAPSHOT_BACKUP_TO_SECONDARY = Dispatch(
+    Snapshot.Event.BackupToSecondary,
+    {
+        Snapshot.State.CreatedOnPrimary: (
+            candidate(Snapshot.State.BackingUp),  # line 34
+        ),
+        Snapshot.State.BackingUp: (
+            candidate(Snapshot.State.BackingUp),  # line 40
+        ),
+        Snapshot.State.BackedUp: (
+            candidate(Snapshot.State.BackingUp),  # line 44
+        ),
+    },
+)
+_SNAPSHOT_BACKEDUP_TO_SECONDARY = Dispatch(
+    Snapshot.Event.BackedupToSecondary,
+    {
+    },
+)
+_SNAPSHOT_DESTROY_REQUESTED = Dispatch(
+    Snapshot.Event.DestroyRequested,
+    {
+        Snapshot.State.BackedUp: (
+            candidate(Snapshot.State.Destroying),  # line 42
+        ),
+        Snapshot.State.Destroying: (
+            candidate(Snapshot.State.Destroying),  # line 53
+        ),
+    },
+)
+_SNAPSHOT_COPYING_REQUESTED = Dispatch(
+    Snapshot.Event.CopyingRequested,
+    {
+        Snapshot.State.BackedUp: (
+            candidate(Snapshot.State.Copying),  # line 43
+        ),
+    },
+)
+_SNAPSHOT_OPERATION_SUCCEEDED = Dispatch(
+    Snapshot.Event.OperationSucceeded,
+    {
+        Snapshot.State.Creating: (
+            candidate(Snapshot.State.CreatedOnPrimary),  # line 30
+        ),
+        Snapshot.State.BackingUp: (
+            candidate(Snapshot.State.BackedUp),  # line 37
+        ),
+        Snapshot.State.Copying: (
+            candidate(Snapshot.State.BackedUp),  # line 47
+        ),
+        Snapshot.State.Destroying: (
+            candidate(Snapshot.State.Destroyed),  # line 51
+        ),
+    },
+)
+_SNAPSHOT_OPERATION_FAILED = Dispatch(
+    Snapshot.Event.OperationFailed,
+    {
+        Snapshot.State.Creating: (
+            candidate(Snapshot.State.Error),  # line 32
+        ),
+        Snapshot.State.BackingUp: (
+            candidate(Snapshot.State.Error),  # line 38
+        ),
+        Snapshot.State.Copying: (
+            candidate(Snapshot.State.BackedUp),  # line 48
+        ),
+        Snapshot.State.Destroying: (
+            candidate(Snapshot.State.BackedUp),  # line 52
+        ),
+    },
+)
 _SNAPSHOT_CREATE_REQUESTED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
-    _S.Allocated: _S.Creating,
+    Snapshot.State.Allocated: Snapshot.State.Creating,
 }
 _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
-    _S.Creating: _S.BackedUp,
-    _S.CreatedOnPrimary: _S.BackedUp,
-    _S.BackingUp: _S.BackedUp,
+    Snapshot.State.Creating: Snapshot.State.BackedUp,
+    Snapshot.State.CreatedOnPrimary: Snapshot.State.BackedUp,
+    Snapshot.State.BackingUp: Snapshot.State.BackedUp,
 }
 _SNAPSHOT_BACKUP_TO_SECONDARY_PLAIN: dict[Snapshot.State, Snapshot.State] = {
-    _S.CreatedOnPrimary: _S.BackingUp,
-    _S.BackingUp: _S.BackingUp,
-    _S.BackedUp: _S.BackingUp,
+    Snapshot.State.CreatedOnPrimary: Snapshot.State.BackingUp,
+    Snapshot.State.BackingUp: Snapshot.State.BackingUp,
+    Snapshot.State.BackedUp: Snapshot.State.BackingUp,
 }
 _SNAPSHOT_DESTROY_REQUESTED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
-    _S.BackedUp: _S.Destroying,
-    _S.Destroying: _S.Destroying,
+    Snapshot.State.BackedUp: Snapshot.State.Destroying,
+    Snapshot.State.Destroying: Snapshot.State.Destroying,
 }
 _SNAPSHOT_COPYING_REQUESTED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
-    _S.BackedUp: _S.Copying,
+    Snapshot.State.BackedUp: Snapshot.State.Copying,
 }
 _SNAPSHOT_OPERATION_SUCCEEDED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
-    _S.Creating: _S.CreatedOnPrimary,
-    _S.BackingUp: _S.BackedUp,
-    _S.Copying: _S.BackedUp,
-    _S.Destroying: _S.Destroyed,
+    Snapshot.State.Creating: Snapshot.State.CreatedOnPrimary,
+    Snapshot.State.BackingUp: Snapshot.State.BackedUp,
+    Snapshot.State.Copying: Snapshot.State.BackedUp,
+    Snapshot.State.Destroying: Snapshot.State.Destroyed,
 }
 _SNAPSHOT_OPERATION_FAILED_PLAIN: dict[Snapshot.State, Snapshot.State] = {
-    _S.Creating: _S.Error,
-    _S.BackingUp: _S.Error,
-    _S.Copying: _S.BackedUp,
-    _S.Destroying: _S.BackedUp,
+    Snapshot.State.Creating: Snapshot.State.Error,
+    Snapshot.State.BackingUp: Snapshot.State.Error,
+    Snapshot.State.Copying: Snapshot.State.BackedUp,
+    Snapshot.State.Destroying: Snapshot.State.BackedUp,
 }
 _SNAPSHOT_CREATE_REQUESTED_POST: dict[Snapshot.State, PostRecord] = {
-    _S.Allocated: ("Snapshot", "CreateRequested", "Allocated", "Creating", ()),
+    Snapshot.State.Allocated: ("Snapshot", "CreateRequested", "Allocated", "Creating", ()),
 }
 _SNAPSHOT_OPERATION_NOT_PERFORMED_POST: dict[Snapshot.State, PostRecord] = {
-    _S.Creating: ("Snapshot", "OperationNotPerformed", "Creating", "BackedUp", ()),
-    _S.CreatedOnPrimary: ("Snapshot", "OperationNotPerformed", "CreatedOnPrimary", "BackedUp", ()),
-    _S.BackingUp: ("Snapshot", "OperationNotPerformed", "BackingUp", "BackedUp", ()),
+    Snapshot.State.Creating: ("Snapshot", "OperationNotPerformed", "Creating", "BackedUp", ()),
+    Snapshot.State.CreatedOnPrimary: (
+        "Snapshot", "OperationNotPerformed", "CreatedOnPrimary", "BackedUp", (),
+    ),
+    Snapshot.State.BackingUp: ("Snapshot", "OperationNotPerformed", "BackingUp", "BackedUp", ()),
 }
 _SNAPSHOT_BACKUP_TO_SECONDARY_POST: dict[Snapshot.State, PostRecord] = {
-    _S.CreatedOnPrimary: ("Snapshot", "BackupToSecondary", "CreatedOnPrimary", "BackingUp", ()),
-    _S.BackingUp: ("Snapshot", "BackupToSecondary", "BackingUp", "BackingUp", ()),
-    _S.BackedUp: ("Snapshot", "BackupToSecondary", "BackedUp", "BackingUp", ()),
+    Snapshot.State.CreatedOnPrimary: (
+        "Snapshot", "BackupToSecondary", "CreatedOnPrimary", "BackingUp", (),
+    ),
+    Snapshot.State.BackingUp: ("Snapshot", "BackupToSecondary", "BackingUp", "BackingUp", ()),
+    Snapshot.State.BackedUp: ("Snapshot", "BackupToSecondary", "BackedUp", "BackingUp", ()),
 }
 _SNAPSHOT_DESTROY_REQUESTED_POST: dict[Snapshot.State, PostRecord] = {
-    _S.BackedUp: ("Snapshot", "DestroyRequested", "BackedUp", "Destroying", ()),
-    _S.Destroying: ("Snapshot", "DestroyRequested", "Destroying", "Destroying", ()),
+    Snapshot.State.BackedUp: ("Snapshot", "DestroyRequested", "BackedUp", "Destroying", ()),
+    Snapshot.State.Destroying: ("Snapshot", "DestroyRequested", "Destroying", "Destroying", ()),
 }
 _SNAPSHOT_COPYING_REQUESTED_POST: dict[Snapshot.State, PostRecord] = {
-    _S.BackedUp: ("Snapshot", "CopyingRequested", "BackedUp", "Copying", ()),
+    Snapshot.State.BackedUp: ("Snapshot", "CopyingRequested", "BackedUp", "Copying", ()),
 }
 _SNAPSHOT_OPERATION_SUCCEEDED_POST: dict[Snapshot.State, PostRecord] = {
-    _S.Creating: ("Snapshot", "OperationSucceeded", "Creating", "CreatedOnPrimary", ()),
-    _S.BackingUp: ("Snapshot", "OperationSucceeded", "BackingUp", "BackedUp", ()),
-    _S.Copying: ("Snapshot", "OperationSucceeded", "Copying", "BackedUp", ()),
-    _S.Destroying: ("Snapshot", "OperationSucceeded", "Destroying", "Destroyed", ()),
+    Snapshot.State.Creating: ("Snapshot", "OperationSucceeded", "Creating", "CreatedOnPrimary", ()),
+    Snapshot.State.BackingUp: ("Snapshot", "OperationSucceeded", "BackingUp", "BackedUp", ()),
+    Snapshot.State.Copying: ("Snapshot", "OperationSucceeded", "Copying", "BackedUp", ()),
+    Snapshot.State.Destroying: ("Snapshot", "OperationSucceeded", "Destroying", "Destroyed", ()),
 }
 _SNAPSHOT_OPERATION_FAILED_POST: dict[Snapshot.State, PostRecord] = {
-    _S.Creating: ("Snapshot", "OperationFailed", "Creating", "Error", ()),
-    _S.BackingUp: ("Snapshot", "OperationFailed", "BackingUp", "Error", ()),
-    _S.Copying: ("Snapshot", "OperationFailed", "Copying", "BackedUp", ()),
-    _S.Destroying: ("Snapshot", "OperationFailed", "Destroying", "BackedUp", ()),
+    Snapshot.State.Creating: ("Snapshot", "OperationFailed", "Creating", "Error", ()),
+    Snapshot.State.BackingUp: ("Snapshot", "OperationFailed", "BackingUp", "Error", ()),
+    Snapshot.State.Copying: ("Snapshot", "OperationFailed", "Copying", "BackedUp", ()),
+    Snapshot.State.Destroying: ("Snapshot", "OperationFailed", "Destroying", "BackedUp", ()),
 }
 Snapshot._PLAIN = (
     _SNAPSHOT_CREATE_REQUESTED_PLAIN, _SNAPSHOT_OPERATION_NOT_PERFORMED_PLAIN,
@@ -538,30 +570,36 @@ Snapshot._PLAIN = (
     _SNAPSHOT_OPERATION_FAILED_PLAIN,
 )
 Snapshot._DISPATCH = {
-    _E.CreateRequested: _SNAPSHOT_CREATE_REQUESTED,
-    "CreateRequested": _SNAPSHOT_CREATE_REQUESTED,
-    _E.OperationNotPerformed: _SNAPSHOT_OPERATION_NOT_PERFORMED,
-    "OperationNotPerformed": _SNAPSHOT_OPERATION_NOT_PERFORMED,
-    _E.BackupToSecondary: _SNAPSHOT_BACKUP_TO_SECONDARY,
-    "BackupToSecondary": _SNAPSHOT_BACKUP_TO_SECONDARY,
-    _E.BackedupToSecondary: _SNAPSHOT_BACKEDUP_TO_SECONDARY,
-    "BackedupToSecondary": _SNAPSHOT_BACKEDUP_TO_SECONDARY,
-    _E.DestroyRequested: _SNAPSHOT_DESTROY_REQUESTED,
-    "DestroyRequested": _SNAPSHOT_DESTROY_REQUESTED,
-    _E.CopyingRequested: _SNAPSHOT_COPYING_REQUESTED,
-    "CopyingRequested": _SNAPSHOT_COPYING_REQUESTED,
-    _E.OperationSucceeded: _SNAPSHOT_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _SNAPSHOT_OPERATION_SUCCEEDED,
-    _E.OperationFailed: _SNAPSHOT_OPERATION_FAILED,
-    "OperationFailed": _SNAPSHOT_OPERATION_FAILED,
+    Snapshot.Event.CreateRequested: _SNAPSHOT_CREATE_REQUESTED,
+    Snapshot.Event.OperationNotPerformed: _SNAPSHOT_OPERATION_NOT_PERFORMED,
+    Snapshot.Event.BackupToSecondary: _SNAPSHOT_BACKUP_TO_SECONDARY,
+    Snapshot.Event.BackedupToSecondary: _SNAPSHOT_BACKEDUP_TO_SECONDARY,
+    Snapshot.Event.DestroyRequested: _SNAPSHOT_DESTROY_REQUESTED,
+    Snapshot.Event.CopyingRequested: _SNAPSHOT_COPYING_REQUESTED,
+    Snapshot.Event.OperationSucceeded: _SNAPSHOT_OPERATION_SUCCEEDED,
+    Snapshot.Event.OperationFailed: _SNAPSHOT_OPERATION_FAILED,
 }
 Snapshot._ALLOWED = {
-    _S.Allocated: (_E.CreateRequested,),
-    _S.Creating: (_E.OperationNotPerformed, _E.OperationSucceeded, _E.OperationFailed),
-    _S.CreatedOnPrimary: (_E.OperationNotPerformed, _E.BackupToSecondary),
-    _S.BackingUp: (_E.OperationNotPerformed, _E.BackupToSecondary, _E.OperationSucceeded, _E.OperationFailed),  # noqa: E501
-    _S.BackedUp: (_E.BackupToSecondary, _E.DestroyRequested, _E.CopyingRequested),
-    _S.Copying: (_E.OperationSucceeded, _E.OperationFailed),
-    _S.Destroying: (_E.DestroyRequested, _E.OperationSucceeded, _E.OperationFailed),
+    Snapshot.State.Allocated: (Snapshot.Event.CreateRequested,),
+    Snapshot.State.Creating: (
+        Snapshot.Event.OperationNotPerformed, Snapshot.Event.OperationSucceeded,
+        Snapshot.Event.OperationFailed,
+    ),
+    Snapshot.State.CreatedOnPrimary: (
+        Snapshot.Event.OperationNotPerformed, Snapshot.Event.BackupToSecondary,
+    ),
+    Snapshot.State.BackingUp: (
+        Snapshot.Event.OperationNotPerformed, Snapshot.Event.BackupToSecondary,
+        Snapshot.Event.OperationSucceeded, Snapshot.Event.OperationFailed,
+    ),
+    Snapshot.State.BackedUp: (
+        Snapshot.Event.BackupToSecondary, Snapshot.Event.DestroyRequested,
+        Snapshot.Event.CopyingRequested,
+    ),
+    Snapshot.State.Copying: (Snapshot.Event.OperationSucceeded, Snapshot.Event.OperationFailed),
+    Snapshot.State.Destroying: (
+        Snapshot.Event.DestroyRequested, Snapshot.Event.OperationSucceeded,
+        Snapshot.Event.OperationFailed,
+    ),
 }
-Snapshot._INITIAL = _S.Allocated
+Snapshot._INITIAL = Snapshot.State.Allocated

@@ -23,7 +23,10 @@ __all__ = ["VirtualMachine"]
 
 
 class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
-    """Lifecycle of a CloudStack virtual machine (user VMs and system VMs share it; usage events are recorded for user VMs only)"""  # noqa: E501
+    (
+        "Lifecycle of a CloudStack virtual machine (user VMs and system VMs share it; usage events "
+        "are recorded for user VMs only)"
+    )
 
     __slots__ = ()
 
@@ -71,7 +74,10 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
 
     SPEC = MachineSpec(
         name="VirtualMachine",
-        doc="Lifecycle of a CloudStack virtual machine (user VMs and system VMs share it; usage events are recorded for user VMs only)",  # noqa: E501
+        doc=(
+            "Lifecycle of a CloudStack virtual machine (user VMs and system VMs share it; usage "
+            "events are recorded for user VMs only)"
+        ),
         states=(
             "Starting", "Running", "Stopping", "Stopped", "Destroyed", "Expunging", "Migrating",
             "Error", "Unknown", "Shutdown", "Restoring",
@@ -1006,403 +1012,566 @@ class VirtualMachine(Machine["VirtualMachine.State", "VirtualMachine.Event"]):
                 _wake(stripe)
 
 
-_S = VirtualMachine.State
-_E = VirtualMachine.Event
-_VIRTUAL_MACHINE_CREATE_REQUESTED = Dispatch(_E.CreateRequested, {
-})
-_VIRTUAL_MACHINE_START_REQUESTED = Dispatch(_E.StartRequested, {
-    _S.Stopped: (
-        candidate(_S.Starting),  # line 35
-    ),
-})
-_VIRTUAL_MACHINE_STOP_REQUESTED = Dispatch(_E.StopRequested, {
-    _S.Stopped: (
-        candidate(_S.Stopped),  # line 37
-    ),
-    _S.Running: (
-        candidate(_S.Stopping),  # line 69
-    ),
-    _S.Stopping: (
-        candidate(_S.Stopping),  # line 93
-    ),
-})
-_VIRTUAL_MACHINE_DESTROY_REQUESTED = Dispatch(_E.DestroyRequested, {
-    _S.Stopped: (
-        candidate(_S.Destroyed, tags=("usage",)),  # line 36
-    ),
-    _S.Error: (
-        candidate(_S.Expunging),  # line 103
-    ),
-})
-_VIRTUAL_MACHINE_RECOVERY_REQUESTED = Dispatch(_E.RecoveryRequested, {
-    _S.Destroyed: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 61
-    ),
-})
-_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED = Dispatch(_E.AgentReportStopped, {
-    _S.Stopped: (
-        candidate(_S.Stopped),  # line 38
-    ),
-    _S.Starting: (
-        candidate(_S.Stopped),  # line 55
-    ),
-    _S.Running: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 68
-    ),
-    _S.Migrating: (
-        candidate(_S.Stopped),  # line 83
-    ),
-    _S.Stopping: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 92
-    ),
-})
-_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING = Dispatch(_E.AgentReportRunning, {
-    _S.Starting: (
-        candidate(_S.Running, tags=("usage",)),  # line 54
-    ),
-    _S.Running: (
-        candidate(_S.Running),  # line 67
-    ),
-    _S.Migrating: (
-        candidate(_S.Running),  # line 82
-    ),
-    _S.Stopping: (
-        candidate(_S.Running),  # line 91
-    ),
-})
-_VIRTUAL_MACHINE_MIGRATION_REQUESTED = Dispatch(_E.MigrationRequested, {
-    _S.Running: (
-        candidate(_S.Migrating),  # line 66
-    ),
-    _S.Migrating: (
-        candidate(_S.Migrating),  # line 79
-    ),
-})
-_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED = Dispatch(_E.StorageMigrationRequested, {
-    _S.Stopped: (
-        candidate(_S.Migrating),  # line 44
-    ),
-})
-_VIRTUAL_MACHINE_EXPUNGE_OPERATION = Dispatch(_E.ExpungeOperation, {
-    _S.Stopped: (
-        candidate(_S.Expunging, tags=("usage",)),  # line 42
-    ),
-    _S.Destroyed: (
-        candidate(_S.Expunging),  # line 62
-    ),
-    _S.Expunging: (
-        candidate(_S.Expunging),  # line 100
-    ),
-    _S.Error: (
-        candidate(_S.Expunging),  # line 104
-    ),
-})
-_VIRTUAL_MACHINE_OPERATION_SUCCEEDED = Dispatch(_E.OperationSucceeded, {
-    _S.Starting: (
-        candidate(_S.Running, tags=("usage",)),  # line 52
-    ),
-    _S.Running: (
-        candidate(_S.Running),  # line 72
-    ),
-    _S.Migrating: (
-        candidate(_S.Running),  # line 80
-    ),
-    _S.Stopping: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 89
-    ),
-})
-_VIRTUAL_MACHINE_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
-    _S.Stopped: (
-        candidate(_S.Stopped),  # line 41
-    ),
-    _S.Starting: (
-        candidate(_S.Stopped),  # line 53
-    ),
-    _S.Migrating: (
-        candidate(_S.Running),  # line 81
-    ),
-    _S.Stopping: (
-        candidate(_S.Running),  # line 90
-    ),
-    _S.Expunging: (
-        candidate(_S.Expunging),  # line 99
-    ),
-})
-_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR = Dispatch(_E.OperationFailedToError, {
-    _S.Stopped: (
-        candidate(_S.Error, tags=("usage",)),  # line 40
-    ),
-})
-_VIRTUAL_MACHINE_OPERATION_RETRY = Dispatch(_E.OperationRetry, {
-    _S.Starting: (
-        candidate(_S.Starting),  # line 51
-    ),
-})
-_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED = Dispatch(_E.AgentReportShutdowned, {
-    _S.Stopped: (
-        candidate(_S.Stopped),  # line 43
-    ),
-    _S.Starting: (
-        candidate(_S.Stopped),  # line 56
-    ),
-    _S.Running: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 70
-    ),
-    _S.Migrating: (
-        candidate(_S.Stopped),  # line 84
-    ),
-    _S.Stopping: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 94
-    ),
-})
-_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED = Dispatch(_E.AgentReportMigrated, {
-    _S.Running: (
-        candidate(_S.Running),  # line 71
-    ),
-})
-_VIRTUAL_MACHINE_REVERT_REQUESTED = Dispatch(_E.RevertRequested, {
-})
-_VIRTUAL_MACHINE_SNAPSHOT_REQUESTED = Dispatch(_E.SnapshotRequested, {
-})
-_VIRTUAL_MACHINE_RESTORING_REQUESTED = Dispatch(_E.RestoringRequested, {
-    _S.Stopped: (
-        candidate(_S.Restoring),  # line 45
-    ),
-    _S.Destroyed: (
-        candidate(_S.Restoring),  # line 63
-    ),
-})
-_VIRTUAL_MACHINE_RESTORING_FAILED = Dispatch(_E.RestoringFailed, {
-    _S.Restoring: (
-        candidate(_S.Stopped),  # line 109
-    ),
-})
-_VIRTUAL_MACHINE_RESTORING_SUCCESS = Dispatch(_E.RestoringSuccess, {
-    _S.Restoring: (
-        candidate(_S.Stopped),  # line 108
-    ),
-})
-_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT = Dispatch(_E.FollowAgentPowerOnReport, {
-    _S.Stopped: (
-        candidate(_S.Running, tags=("usage",)),  # line 47
-    ),
-    _S.Starting: (
-        candidate(_S.Running, tags=("usage",)),  # line 57
-    ),
-    _S.Running: (
-        candidate(_S.Running),  # line 73
-    ),
-    _S.Migrating: (
-        candidate(_S.Running),  # line 85
-    ),
-    _S.Stopping: (
-        candidate(_S.Running),  # line 95
-    ),
-})
-_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT = Dispatch(_E.FollowAgentPowerOffReport, {
-    _S.Stopped: (
-        candidate(_S.Stopped),  # line 48
-    ),
-    _S.Starting: (
-        candidate(_S.Stopped),  # line 58
-    ),
-    _S.Running: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 74
-    ),
-    _S.Migrating: (
-        candidate(_S.Stopped),  # line 86
-    ),
-    _S.Stopping: (
-        candidate(_S.Stopped, tags=("usage",)),  # line 96
-    ),
-})
+_VIRTUAL_MACHINE_CREATE_REQUESTED = Dispatch(
+    VirtualMachine.Event.CreateRequested,
+    {
+    },
+)
+_VIRTUAL_MACHINE_START_REQUESTED = Dispatch(
+    VirtualMachine.Event.StartRequested,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Starting),  # line 35
+        ),
+    },
+)
+_VIRTUAL_MACHINE_STOP_REQUESTED = Dispatch(
+    VirtualMachine.Event.StopRequested,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Stopped),  # line 37
+        ),
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Stopping),  # line 69
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Stopping),  # line 93
+        ),
+    },
+)
+_VIRTUAL_MACHINE_DESTROY_REQUESTED = Dispatch(
+    VirtualMachine.Event.DestroyRequested,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Destroyed, tags=("usage",)),  # line 36
+        ),
+        VirtualMachine.State.Error: (
+            candidate(VirtualMachine.State.Expunging),  # line 103
+        ),
+    },
+)
+_VIRTUAL_MACHINE_RECOVERY_REQUESTED = Dispatch(
+    VirtualMachine.Event.RecoveryRequested,
+    {
+        VirtualMachine.State.Destroyed: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 61
+        ),
+    },
+)
+_VIRTUAL_MACHINE_AGENT_REPORT_STOPPED = Dispatch(
+    VirtualMachine.Event.AgentReportStopped,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Stopped),  # line 38
+        ),
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Stopped),  # line 55
+        ),
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 68
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Stopped),  # line 83
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 92
+        ),
+    },
+)
+_VIRTUAL_MACHINE_AGENT_REPORT_RUNNING = Dispatch(
+    VirtualMachine.Event.AgentReportRunning,
+    {
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Running, tags=("usage",)),  # line 54
+        ),
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Running),  # line 67
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Running),  # line 82
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Running),  # line 91
+        ),
+    },
+)
+_VIRTUAL_MACHINE_MIGRATION_REQUESTED = Dispatch(
+    VirtualMachine.Event.MigrationRequested,
+    {
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Migrating),  # line 66
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Migrating),  # line 79
+        ),
+    },
+)
+_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED = Dispatch(
+    VirtualMachine.Event.StorageMigrationRequested,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Migrating),  # line 44
+        ),
+    },
+)
+_VIRTUAL_MACHINE_EXPUNGE_OPERATION = Dispatch(
+    VirtualMachine.Event.ExpungeOperation,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Expunging, tags=("usage",)),  # line 42
+        ),
+        VirtualMachine.State.Destroyed: (
+            candidate(VirtualMachine.State.Expunging),  # line 62
+        ),
+        VirtualMachine.State.Expunging: (
+            candidate(VirtualMachine.State.Expunging),  # line 100
+        ),
+        VirtualMachine.State.Error: (
+            candidate(VirtualMachine.State.Expunging),  # line 104
+        ),
+    },
+)
+_VIRTUAL_MACHINE_OPERATION_SUCCEEDED = Dispatch(
+    VirtualMachine.Event.OperationSucceeded,
+    {
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Running, tags=("usage",)),  # line 52
+        ),
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Running),  # line 72
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Running),  # line 80
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 89
+        ),
+    },
+)
+_VIRTUAL_MACHINE_OPERATION_FAILED = Dispatch(
+    VirtualMachine.Event.OperationFailed,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Stopped),  # line 41
+        ),
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Stopped),  # line 53
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Running),  # line 81
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Running),  # line 90
+        ),
+        VirtualMachine.State.Expunging: (
+            candidate(VirtualMachine.State.Expunging),  # line 99
+        ),
+    },
+)
+_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR = Dispatch(
+    VirtualMachine.Event.OperationFailedToError,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Error, tags=("usage",)),  # line 40
+        ),
+    },
+)
+_VIRTUAL_MACHINE_OPERATION_RETRY = Dispatch(
+    VirtualMachine.Event.OperationRetry,
+    {
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Starting),  # line 51
+        ),
+    },
+)
+_VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED = Dispatch(
+    VirtualMachine.Event.AgentReportShutdowned,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Stopped),  # line 43
+        ),
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Stopped),  # line 56
+        ),
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 70
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Stopped),  # line 84
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 94
+        ),
+    },
+)
+_VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED = Dispatch(
+    VirtualMachine.Event.AgentReportMigrated,
+    {
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Running),  # line 71
+        ),
+    },
+)
+_VIRTUAL_MACHINE_REVERT_REQUESTED = Dispatch(
+    VirtualMachine.Event.RevertRequested,
+    {
+    },
+)
+_VIRTUAL_MACHINE_SNAPSHOT_REQUESTED = Dispatch(
+    VirtualMachine.Event.SnapshotRequested,
+    {
+    },
+)
+_VIRTUAL_MACHINE_RESTORING_REQUESTED = Dispatch(
+    VirtualMachine.Event.RestoringRequested,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Restoring),  # line 45
+        ),
+        VirtualMachine.State.Destroyed: (
+            candidate(VirtualMachine.State.Restoring),  # line 63
+        ),
+    },
+)
+_VIRTUAL_MACHINE_RESTORING_FAILED = Dispatch(
+    VirtualMachine.Event.RestoringFailed,
+    {
+        VirtualMachine.State.Restoring: (
+            candidate(VirtualMachine.State.Stopped),  # line 109
+        ),
+    },
+)
+_VIRTUAL_MACHINE_RESTORING_SUCCESS = Dispatch(
+    VirtualMachine.Event.RestoringSuccess,
+    {
+        VirtualMachine.State.Restoring: (
+            candidate(VirtualMachine.State.Stopped),  # line 108
+        ),
+    },
+)
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT = Dispatch(
+    VirtualMachine.Event.FollowAgentPowerOnReport,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Running, tags=("usage",)),  # line 47
+        ),
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Running, tags=("usage",)),  # line 57
+        ),
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Running),  # line 73
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Running),  # line 85
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Running),  # line 95
+        ),
+    },
+)
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT = Dispatch(
+    VirtualMachine.Event.FollowAgentPowerOffReport,
+    {
+        VirtualMachine.State.Stopped: (
+            candidate(VirtualMachine.State.Stopped),  # line 48
+        ),
+        VirtualMachine.State.Starting: (
+            candidate(VirtualMachine.State.Stopped),  # line 58
+        ),
+        VirtualMachine.State.Running: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 74
+        ),
+        VirtualMachine.State.Migrating: (
+            candidate(VirtualMachine.State.Stopped),  # line 86
+        ),
+        VirtualMachine.State.Stopping: (
+            candidate(VirtualMachine.State.Stopped, tags=("usage",)),  # line 96
+        ),
+    },
+)
 _VIRTUAL_MACHINE_START_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Starting,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Starting,
 }
 _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Stopped,
-    _S.Running: _S.Stopping,
-    _S.Stopping: _S.Stopping,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Running: VirtualMachine.State.Stopping,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Stopping,
 }
 _VIRTUAL_MACHINE_DESTROY_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Destroyed,
-    _S.Error: _S.Expunging,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Destroyed,
+    VirtualMachine.State.Error: VirtualMachine.State.Expunging,
 }
 _VIRTUAL_MACHINE_RECOVERY_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Destroyed: _S.Stopped,
+    VirtualMachine.State.Destroyed: VirtualMachine.State.Stopped,
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Stopped,
-    _S.Starting: _S.Stopped,
-    _S.Running: _S.Stopped,
-    _S.Migrating: _S.Stopped,
-    _S.Stopping: _S.Stopped,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Starting: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Running: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Stopped,
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Starting: _S.Running,
-    _S.Running: _S.Running,
-    _S.Migrating: _S.Running,
-    _S.Stopping: _S.Running,
+    VirtualMachine.State.Starting: VirtualMachine.State.Running,
+    VirtualMachine.State.Running: VirtualMachine.State.Running,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Running,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Running,
 }
 _VIRTUAL_MACHINE_MIGRATION_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Running: _S.Migrating,
-    _S.Migrating: _S.Migrating,
+    VirtualMachine.State.Running: VirtualMachine.State.Migrating,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Migrating,
 }
-_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
-    _S.Stopped: _S.Migrating,
+_VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_PLAIN: dict[
+    VirtualMachine.State, VirtualMachine.State,
+] = {
+    VirtualMachine.State.Stopped: VirtualMachine.State.Migrating,
 }
 _VIRTUAL_MACHINE_EXPUNGE_OPERATION_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Expunging,
-    _S.Destroyed: _S.Expunging,
-    _S.Expunging: _S.Expunging,
-    _S.Error: _S.Expunging,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Expunging,
+    VirtualMachine.State.Destroyed: VirtualMachine.State.Expunging,
+    VirtualMachine.State.Expunging: VirtualMachine.State.Expunging,
+    VirtualMachine.State.Error: VirtualMachine.State.Expunging,
 }
 _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Starting: _S.Running,
-    _S.Running: _S.Running,
-    _S.Migrating: _S.Running,
-    _S.Stopping: _S.Stopped,
+    VirtualMachine.State.Starting: VirtualMachine.State.Running,
+    VirtualMachine.State.Running: VirtualMachine.State.Running,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Running,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Stopped,
 }
 _VIRTUAL_MACHINE_OPERATION_FAILED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Stopped,
-    _S.Starting: _S.Stopped,
-    _S.Migrating: _S.Running,
-    _S.Stopping: _S.Running,
-    _S.Expunging: _S.Expunging,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Starting: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Running,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Running,
+    VirtualMachine.State.Expunging: VirtualMachine.State.Expunging,
 }
-_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
-    _S.Stopped: _S.Error,
+_VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_PLAIN: dict[
+    VirtualMachine.State, VirtualMachine.State,
+] = {
+    VirtualMachine.State.Stopped: VirtualMachine.State.Error,
 }
 _VIRTUAL_MACHINE_OPERATION_RETRY_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Starting: _S.Starting,
+    VirtualMachine.State.Starting: VirtualMachine.State.Starting,
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Stopped,
-    _S.Starting: _S.Stopped,
-    _S.Running: _S.Stopped,
-    _S.Migrating: _S.Stopped,
-    _S.Stopping: _S.Stopped,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Starting: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Running: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Stopped,
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Running: _S.Running,
+    VirtualMachine.State.Running: VirtualMachine.State.Running,
 }
 _VIRTUAL_MACHINE_RESTORING_REQUESTED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Stopped: _S.Restoring,
-    _S.Destroyed: _S.Restoring,
+    VirtualMachine.State.Stopped: VirtualMachine.State.Restoring,
+    VirtualMachine.State.Destroyed: VirtualMachine.State.Restoring,
 }
 _VIRTUAL_MACHINE_RESTORING_FAILED_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Restoring: _S.Stopped,
+    VirtualMachine.State.Restoring: VirtualMachine.State.Stopped,
 }
 _VIRTUAL_MACHINE_RESTORING_SUCCESS_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {
-    _S.Restoring: _S.Stopped,
+    VirtualMachine.State.Restoring: VirtualMachine.State.Stopped,
 }
-_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
-    _S.Stopped: _S.Running,
-    _S.Starting: _S.Running,
-    _S.Running: _S.Running,
-    _S.Migrating: _S.Running,
-    _S.Stopping: _S.Running,
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_PLAIN: dict[
+    VirtualMachine.State, VirtualMachine.State,
+] = {
+    VirtualMachine.State.Stopped: VirtualMachine.State.Running,
+    VirtualMachine.State.Starting: VirtualMachine.State.Running,
+    VirtualMachine.State.Running: VirtualMachine.State.Running,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Running,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Running,
 }
-_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN: dict[VirtualMachine.State, VirtualMachine.State] = {  # noqa: E501
-    _S.Stopped: _S.Stopped,
-    _S.Starting: _S.Stopped,
-    _S.Running: _S.Stopped,
-    _S.Migrating: _S.Stopped,
-    _S.Stopping: _S.Stopped,
+_VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN: dict[
+    VirtualMachine.State, VirtualMachine.State,
+] = {
+    VirtualMachine.State.Stopped: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Starting: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Running: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Migrating: VirtualMachine.State.Stopped,
+    VirtualMachine.State.Stopping: VirtualMachine.State.Stopped,
 }
 _VIRTUAL_MACHINE_START_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "StartRequested", "Stopped", "Starting", ()),
+    VirtualMachine.State.Stopped: ("VirtualMachine", "StartRequested", "Stopped", "Starting", ()),
 }
 _VIRTUAL_MACHINE_STOP_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "StopRequested", "Stopped", "Stopped", ()),
-    _S.Running: ("VirtualMachine", "StopRequested", "Running", "Stopping", ()),
-    _S.Stopping: ("VirtualMachine", "StopRequested", "Stopping", "Stopping", ()),
+    VirtualMachine.State.Stopped: ("VirtualMachine", "StopRequested", "Stopped", "Stopped", ()),
+    VirtualMachine.State.Running: ("VirtualMachine", "StopRequested", "Running", "Stopping", ()),
+    VirtualMachine.State.Stopping: ("VirtualMachine", "StopRequested", "Stopping", "Stopping", ()),
 }
 _VIRTUAL_MACHINE_DESTROY_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "DestroyRequested", "Stopped", "Destroyed", ("usage",)),
-    _S.Error: ("VirtualMachine", "DestroyRequested", "Error", "Expunging", ()),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "DestroyRequested", "Stopped", "Destroyed", ("usage",),
+    ),
+    VirtualMachine.State.Error: ("VirtualMachine", "DestroyRequested", "Error", "Expunging", ()),
 }
 _VIRTUAL_MACHINE_RECOVERY_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Destroyed: ("VirtualMachine", "RecoveryRequested", "Destroyed", "Stopped", ("usage",)),
+    VirtualMachine.State.Destroyed: (
+        "VirtualMachine", "RecoveryRequested", "Destroyed", "Stopped", ("usage",),
+    ),
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "AgentReportStopped", "Stopped", "Stopped", ()),
-    _S.Starting: ("VirtualMachine", "AgentReportStopped", "Starting", "Stopped", ()),
-    _S.Running: ("VirtualMachine", "AgentReportStopped", "Running", "Stopped", ("usage",)),
-    _S.Migrating: ("VirtualMachine", "AgentReportStopped", "Migrating", "Stopped", ()),
-    _S.Stopping: ("VirtualMachine", "AgentReportStopped", "Stopping", "Stopped", ("usage",)),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "AgentReportStopped", "Stopped", "Stopped", (),
+    ),
+    VirtualMachine.State.Starting: (
+        "VirtualMachine", "AgentReportStopped", "Starting", "Stopped", (),
+    ),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "AgentReportStopped", "Running", "Stopped", ("usage",),
+    ),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "AgentReportStopped", "Migrating", "Stopped", (),
+    ),
+    VirtualMachine.State.Stopping: (
+        "VirtualMachine", "AgentReportStopped", "Stopping", "Stopped", ("usage",),
+    ),
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Starting: ("VirtualMachine", "AgentReportRunning", "Starting", "Running", ("usage",)),
-    _S.Running: ("VirtualMachine", "AgentReportRunning", "Running", "Running", ()),
-    _S.Migrating: ("VirtualMachine", "AgentReportRunning", "Migrating", "Running", ()),
-    _S.Stopping: ("VirtualMachine", "AgentReportRunning", "Stopping", "Running", ()),
+    VirtualMachine.State.Starting: (
+        "VirtualMachine", "AgentReportRunning", "Starting", "Running", ("usage",),
+    ),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "AgentReportRunning", "Running", "Running", (),
+    ),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "AgentReportRunning", "Migrating", "Running", (),
+    ),
+    VirtualMachine.State.Stopping: (
+        "VirtualMachine", "AgentReportRunning", "Stopping", "Running", (),
+    ),
 }
 _VIRTUAL_MACHINE_MIGRATION_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Running: ("VirtualMachine", "MigrationRequested", "Running", "Migrating", ()),
-    _S.Migrating: ("VirtualMachine", "MigrationRequested", "Migrating", "Migrating", ()),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "MigrationRequested", "Running", "Migrating", (),
+    ),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "MigrationRequested", "Migrating", "Migrating", (),
+    ),
 }
 _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "StorageMigrationRequested", "Stopped", "Migrating", ()),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "StorageMigrationRequested", "Stopped", "Migrating", (),
+    ),
 }
 _VIRTUAL_MACHINE_EXPUNGE_OPERATION_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "ExpungeOperation", "Stopped", "Expunging", ("usage",)),
-    _S.Destroyed: ("VirtualMachine", "ExpungeOperation", "Destroyed", "Expunging", ()),
-    _S.Expunging: ("VirtualMachine", "ExpungeOperation", "Expunging", "Expunging", ()),
-    _S.Error: ("VirtualMachine", "ExpungeOperation", "Error", "Expunging", ()),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "ExpungeOperation", "Stopped", "Expunging", ("usage",),
+    ),
+    VirtualMachine.State.Destroyed: (
+        "VirtualMachine", "ExpungeOperation", "Destroyed", "Expunging", (),
+    ),
+    VirtualMachine.State.Expunging: (
+        "VirtualMachine", "ExpungeOperation", "Expunging", "Expunging", (),
+    ),
+    VirtualMachine.State.Error: ("VirtualMachine", "ExpungeOperation", "Error", "Expunging", ()),
 }
 _VIRTUAL_MACHINE_OPERATION_SUCCEEDED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Starting: ("VirtualMachine", "OperationSucceeded", "Starting", "Running", ("usage",)),
-    _S.Running: ("VirtualMachine", "OperationSucceeded", "Running", "Running", ()),
-    _S.Migrating: ("VirtualMachine", "OperationSucceeded", "Migrating", "Running", ()),
-    _S.Stopping: ("VirtualMachine", "OperationSucceeded", "Stopping", "Stopped", ("usage",)),
+    VirtualMachine.State.Starting: (
+        "VirtualMachine", "OperationSucceeded", "Starting", "Running", ("usage",),
+    ),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "OperationSucceeded", "Running", "Running", (),
+    ),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "OperationSucceeded", "Migrating", "Running", (),
+    ),
+    VirtualMachine.State.Stopping: (
+        "VirtualMachine", "OperationSucceeded", "Stopping", "Stopped", ("usage",),
+    ),
 }
 _VIRTUAL_MACHINE_OPERATION_FAILED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "OperationFailed", "Stopped", "Stopped", ()),
-    _S.Starting: ("VirtualMachine", "OperationFailed", "Starting", "Stopped", ()),
-    _S.Migrating: ("VirtualMachine", "OperationFailed", "Migrating", "Running", ()),
-    _S.Stopping: ("VirtualMachine", "OperationFailed", "Stopping", "Running", ()),
-    _S.Expunging: ("VirtualMachine", "OperationFailed", "Expunging", "Expunging", ()),
+    VirtualMachine.State.Stopped: ("VirtualMachine", "OperationFailed", "Stopped", "Stopped", ()),
+    VirtualMachine.State.Starting: ("VirtualMachine", "OperationFailed", "Starting", "Stopped", ()),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "OperationFailed", "Migrating", "Running", (),
+    ),
+    VirtualMachine.State.Stopping: ("VirtualMachine", "OperationFailed", "Stopping", "Running", ()),
+    VirtualMachine.State.Expunging: (
+        "VirtualMachine", "OperationFailed", "Expunging", "Expunging", (),
+    ),
 }
 _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "OperationFailedToError", "Stopped", "Error", ("usage",)),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "OperationFailedToError", "Stopped", "Error", ("usage",),
+    ),
 }
 _VIRTUAL_MACHINE_OPERATION_RETRY_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Starting: ("VirtualMachine", "OperationRetry", "Starting", "Starting", ()),
+    VirtualMachine.State.Starting: ("VirtualMachine", "OperationRetry", "Starting", "Starting", ()),
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "AgentReportShutdowned", "Stopped", "Stopped", ()),
-    _S.Starting: ("VirtualMachine", "AgentReportShutdowned", "Starting", "Stopped", ()),
-    _S.Running: ("VirtualMachine", "AgentReportShutdowned", "Running", "Stopped", ("usage",)),
-    _S.Migrating: ("VirtualMachine", "AgentReportShutdowned", "Migrating", "Stopped", ()),
-    _S.Stopping: ("VirtualMachine", "AgentReportShutdowned", "Stopping", "Stopped", ("usage",)),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "AgentReportShutdowned", "Stopped", "Stopped", (),
+    ),
+    VirtualMachine.State.Starting: (
+        "VirtualMachine", "AgentReportShutdowned", "Starting", "Stopped", (),
+    ),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "AgentReportShutdowned", "Running", "Stopped", ("usage",),
+    ),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "AgentReportShutdowned", "Migrating", "Stopped", (),
+    ),
+    VirtualMachine.State.Stopping: (
+        "VirtualMachine", "AgentReportShutdowned", "Stopping", "Stopped", ("usage",),
+    ),
 }
 _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Running: ("VirtualMachine", "AgentReportMigrated", "Running", "Running", ()),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "AgentReportMigrated", "Running", "Running", (),
+    ),
 }
 _VIRTUAL_MACHINE_RESTORING_REQUESTED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "RestoringRequested", "Stopped", "Restoring", ()),
-    _S.Destroyed: ("VirtualMachine", "RestoringRequested", "Destroyed", "Restoring", ()),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "RestoringRequested", "Stopped", "Restoring", (),
+    ),
+    VirtualMachine.State.Destroyed: (
+        "VirtualMachine", "RestoringRequested", "Destroyed", "Restoring", (),
+    ),
 }
 _VIRTUAL_MACHINE_RESTORING_FAILED_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Restoring: ("VirtualMachine", "RestoringFailed", "Restoring", "Stopped", ()),
+    VirtualMachine.State.Restoring: (
+        "VirtualMachine", "RestoringFailed", "Restoring", "Stopped", (),
+    ),
 }
 _VIRTUAL_MACHINE_RESTORING_SUCCESS_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Restoring: ("VirtualMachine", "RestoringSuccess", "Restoring", "Stopped", ()),
+    VirtualMachine.State.Restoring: (
+        "VirtualMachine", "RestoringSuccess", "Restoring", "Stopped", (),
+    ),
 }
 _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "FollowAgentPowerOnReport", "Stopped", "Running", ("usage",)),
-    _S.Starting: ("VirtualMachine", "FollowAgentPowerOnReport", "Starting", "Running", ("usage",)),
-    _S.Running: ("VirtualMachine", "FollowAgentPowerOnReport", "Running", "Running", ()),
-    _S.Migrating: ("VirtualMachine", "FollowAgentPowerOnReport", "Migrating", "Running", ()),
-    _S.Stopping: ("VirtualMachine", "FollowAgentPowerOnReport", "Stopping", "Running", ()),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "FollowAgentPowerOnReport", "Stopped", "Running", ("usage",),
+    ),
+    VirtualMachine.State.Starting: (
+        "VirtualMachine", "FollowAgentPowerOnReport", "Starting", "Running", ("usage",),
+    ),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "FollowAgentPowerOnReport", "Running", "Running", (),
+    ),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "FollowAgentPowerOnReport", "Migrating", "Running", (),
+    ),
+    VirtualMachine.State.Stopping: (
+        "VirtualMachine", "FollowAgentPowerOnReport", "Stopping", "Running", (),
+    ),
 }
 _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_POST: dict[VirtualMachine.State, PostRecord] = {
-    _S.Stopped: ("VirtualMachine", "FollowAgentPowerOffReport", "Stopped", "Stopped", ()),
-    _S.Starting: ("VirtualMachine", "FollowAgentPowerOffReport", "Starting", "Stopped", ()),
-    _S.Running: ("VirtualMachine", "FollowAgentPowerOffReport", "Running", "Stopped", ("usage",)),
-    _S.Migrating: ("VirtualMachine", "FollowAgentPowerOffReport", "Migrating", "Stopped", ()),
-    _S.Stopping: ("VirtualMachine", "FollowAgentPowerOffReport", "Stopping", "Stopped", ("usage",)),
+    VirtualMachine.State.Stopped: (
+        "VirtualMachine", "FollowAgentPowerOffReport", "Stopped", "Stopped", (),
+    ),
+    VirtualMachine.State.Starting: (
+        "VirtualMachine", "FollowAgentPowerOffReport", "Starting", "Stopped", (),
+    ),
+    VirtualMachine.State.Running: (
+        "VirtualMachine", "FollowAgentPowerOffReport", "Running", "Stopped", ("usage",),
+    ),
+    VirtualMachine.State.Migrating: (
+        "VirtualMachine", "FollowAgentPowerOffReport", "Migrating", "Stopped", (),
+    ),
+    VirtualMachine.State.Stopping: (
+        "VirtualMachine", "FollowAgentPowerOffReport", "Stopping", "Stopped", ("usage",),
+    ),
 }
 VirtualMachine._PLAIN = (
     _VIRTUAL_MACHINE_START_REQUESTED_PLAIN, _VIRTUAL_MACHINE_STOP_REQUESTED_PLAIN,
@@ -1418,62 +1587,80 @@ VirtualMachine._PLAIN = (
     _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT_PLAIN,
 )
 VirtualMachine._DISPATCH = {
-    _E.CreateRequested: _VIRTUAL_MACHINE_CREATE_REQUESTED,
-    "CreateRequested": _VIRTUAL_MACHINE_CREATE_REQUESTED,
-    _E.StartRequested: _VIRTUAL_MACHINE_START_REQUESTED,
-    "StartRequested": _VIRTUAL_MACHINE_START_REQUESTED,
-    _E.StopRequested: _VIRTUAL_MACHINE_STOP_REQUESTED,
-    "StopRequested": _VIRTUAL_MACHINE_STOP_REQUESTED,
-    _E.DestroyRequested: _VIRTUAL_MACHINE_DESTROY_REQUESTED,
-    "DestroyRequested": _VIRTUAL_MACHINE_DESTROY_REQUESTED,
-    _E.RecoveryRequested: _VIRTUAL_MACHINE_RECOVERY_REQUESTED,
-    "RecoveryRequested": _VIRTUAL_MACHINE_RECOVERY_REQUESTED,
-    _E.AgentReportStopped: _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED,
-    "AgentReportStopped": _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED,
-    _E.AgentReportRunning: _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING,
-    "AgentReportRunning": _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING,
-    _E.MigrationRequested: _VIRTUAL_MACHINE_MIGRATION_REQUESTED,
-    "MigrationRequested": _VIRTUAL_MACHINE_MIGRATION_REQUESTED,
-    _E.StorageMigrationRequested: _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED,
-    "StorageMigrationRequested": _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED,
-    _E.ExpungeOperation: _VIRTUAL_MACHINE_EXPUNGE_OPERATION,
-    "ExpungeOperation": _VIRTUAL_MACHINE_EXPUNGE_OPERATION,
-    _E.OperationSucceeded: _VIRTUAL_MACHINE_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _VIRTUAL_MACHINE_OPERATION_SUCCEEDED,
-    _E.OperationFailed: _VIRTUAL_MACHINE_OPERATION_FAILED,
-    "OperationFailed": _VIRTUAL_MACHINE_OPERATION_FAILED,
-    _E.OperationFailedToError: _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR,
-    "OperationFailedToError": _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR,
-    _E.OperationRetry: _VIRTUAL_MACHINE_OPERATION_RETRY,
-    "OperationRetry": _VIRTUAL_MACHINE_OPERATION_RETRY,
-    _E.AgentReportShutdowned: _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED,
-    "AgentReportShutdowned": _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED,
-    _E.AgentReportMigrated: _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED,
-    "AgentReportMigrated": _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED,
-    _E.RevertRequested: _VIRTUAL_MACHINE_REVERT_REQUESTED,
-    "RevertRequested": _VIRTUAL_MACHINE_REVERT_REQUESTED,
-    _E.SnapshotRequested: _VIRTUAL_MACHINE_SNAPSHOT_REQUESTED,
-    "SnapshotRequested": _VIRTUAL_MACHINE_SNAPSHOT_REQUESTED,
-    _E.RestoringRequested: _VIRTUAL_MACHINE_RESTORING_REQUESTED,
-    "RestoringRequested": _VIRTUAL_MACHINE_RESTORING_REQUESTED,
-    _E.RestoringFailed: _VIRTUAL_MACHINE_RESTORING_FAILED,
-    "RestoringFailed": _VIRTUAL_MACHINE_RESTORING_FAILED,
-    _E.RestoringSuccess: _VIRTUAL_MACHINE_RESTORING_SUCCESS,
-    "RestoringSuccess": _VIRTUAL_MACHINE_RESTORING_SUCCESS,
-    _E.FollowAgentPowerOnReport: _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT,
-    "FollowAgentPowerOnReport": _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT,
-    _E.FollowAgentPowerOffReport: _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT,
-    "FollowAgentPowerOffReport": _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT,
+    VirtualMachine.Event.CreateRequested: _VIRTUAL_MACHINE_CREATE_REQUESTED,
+    VirtualMachine.Event.StartRequested: _VIRTUAL_MACHINE_START_REQUESTED,
+    VirtualMachine.Event.StopRequested: _VIRTUAL_MACHINE_STOP_REQUESTED,
+    VirtualMachine.Event.DestroyRequested: _VIRTUAL_MACHINE_DESTROY_REQUESTED,
+    VirtualMachine.Event.RecoveryRequested: _VIRTUAL_MACHINE_RECOVERY_REQUESTED,
+    VirtualMachine.Event.AgentReportStopped: _VIRTUAL_MACHINE_AGENT_REPORT_STOPPED,
+    VirtualMachine.Event.AgentReportRunning: _VIRTUAL_MACHINE_AGENT_REPORT_RUNNING,
+    VirtualMachine.Event.MigrationRequested: _VIRTUAL_MACHINE_MIGRATION_REQUESTED,
+    VirtualMachine.Event.StorageMigrationRequested: _VIRTUAL_MACHINE_STORAGE_MIGRATION_REQUESTED,
+    VirtualMachine.Event.ExpungeOperation: _VIRTUAL_MACHINE_EXPUNGE_OPERATION,
+    VirtualMachine.Event.OperationSucceeded: _VIRTUAL_MACHINE_OPERATION_SUCCEEDED,
+    VirtualMachine.Event.OperationFailed: _VIRTUAL_MACHINE_OPERATION_FAILED,
+    VirtualMachine.Event.OperationFailedToError: _VIRTUAL_MACHINE_OPERATION_FAILED_TO_ERROR,
+    VirtualMachine.Event.OperationRetry: _VIRTUAL_MACHINE_OPERATION_RETRY,
+    VirtualMachine.Event.AgentReportShutdowned: _VIRTUAL_MACHINE_AGENT_REPORT_SHUTDOWNED,
+    VirtualMachine.Event.AgentReportMigrated: _VIRTUAL_MACHINE_AGENT_REPORT_MIGRATED,
+    VirtualMachine.Event.RevertRequested: _VIRTUAL_MACHINE_REVERT_REQUESTED,
+    VirtualMachine.Event.SnapshotRequested: _VIRTUAL_MACHINE_SNAPSHOT_REQUESTED,
+    VirtualMachine.Event.RestoringRequested: _VIRTUAL_MACHINE_RESTORING_REQUESTED,
+    VirtualMachine.Event.RestoringFailed: _VIRTUAL_MACHINE_RESTORING_FAILED,
+    VirtualMachine.Event.RestoringSuccess: _VIRTUAL_MACHINE_RESTORING_SUCCESS,
+    VirtualMachine.Event.FollowAgentPowerOnReport: _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_ON_REPORT,
+    VirtualMachine.Event.FollowAgentPowerOffReport: _VIRTUAL_MACHINE_FOLLOW_AGENT_POWER_OFF_REPORT,
 }
 VirtualMachine._ALLOWED = {
-    _S.Starting: (_E.AgentReportStopped, _E.AgentReportRunning, _E.OperationSucceeded, _E.OperationFailed, _E.OperationRetry, _E.AgentReportShutdowned, _E.FollowAgentPowerOnReport, _E.FollowAgentPowerOffReport),  # noqa: E501
-    _S.Running: (_E.StopRequested, _E.AgentReportStopped, _E.AgentReportRunning, _E.MigrationRequested, _E.OperationSucceeded, _E.AgentReportShutdowned, _E.AgentReportMigrated, _E.FollowAgentPowerOnReport, _E.FollowAgentPowerOffReport),  # noqa: E501
-    _S.Stopping: (_E.StopRequested, _E.AgentReportStopped, _E.AgentReportRunning, _E.OperationSucceeded, _E.OperationFailed, _E.AgentReportShutdowned, _E.FollowAgentPowerOnReport, _E.FollowAgentPowerOffReport),  # noqa: E501
-    _S.Stopped: (_E.StartRequested, _E.StopRequested, _E.DestroyRequested, _E.AgentReportStopped, _E.StorageMigrationRequested, _E.ExpungeOperation, _E.OperationFailed, _E.OperationFailedToError, _E.AgentReportShutdowned, _E.RestoringRequested, _E.FollowAgentPowerOnReport, _E.FollowAgentPowerOffReport),  # noqa: E501
-    _S.Destroyed: (_E.RecoveryRequested, _E.ExpungeOperation, _E.RestoringRequested),
-    _S.Expunging: (_E.ExpungeOperation, _E.OperationFailed),
-    _S.Migrating: (_E.AgentReportStopped, _E.AgentReportRunning, _E.MigrationRequested, _E.OperationSucceeded, _E.OperationFailed, _E.AgentReportShutdowned, _E.FollowAgentPowerOnReport, _E.FollowAgentPowerOffReport),  # noqa: E501
-    _S.Error: (_E.DestroyRequested, _E.ExpungeOperation),
-    _S.Restoring: (_E.RestoringFailed, _E.RestoringSuccess),
+    VirtualMachine.State.Starting: (
+        VirtualMachine.Event.AgentReportStopped, VirtualMachine.Event.AgentReportRunning,
+        VirtualMachine.Event.OperationSucceeded, VirtualMachine.Event.OperationFailed,
+        VirtualMachine.Event.OperationRetry, VirtualMachine.Event.AgentReportShutdowned,
+        VirtualMachine.Event.FollowAgentPowerOnReport,
+        VirtualMachine.Event.FollowAgentPowerOffReport,
+    ),
+    VirtualMachine.State.Running: (
+        VirtualMachine.Event.StopRequested, VirtualMachine.Event.AgentReportStopped,
+        VirtualMachine.Event.AgentReportRunning, VirtualMachine.Event.MigrationRequested,
+        VirtualMachine.Event.OperationSucceeded, VirtualMachine.Event.AgentReportShutdowned,
+        VirtualMachine.Event.AgentReportMigrated, VirtualMachine.Event.FollowAgentPowerOnReport,
+        VirtualMachine.Event.FollowAgentPowerOffReport,
+    ),
+    VirtualMachine.State.Stopping: (
+        VirtualMachine.Event.StopRequested, VirtualMachine.Event.AgentReportStopped,
+        VirtualMachine.Event.AgentReportRunning, VirtualMachine.Event.OperationSucceeded,
+        VirtualMachine.Event.OperationFailed, VirtualMachine.Event.AgentReportShutdowned,
+        VirtualMachine.Event.FollowAgentPowerOnReport,
+        VirtualMachine.Event.FollowAgentPowerOffReport,
+    ),
+    VirtualMachine.State.Stopped: (
+        VirtualMachine.Event.StartRequested, VirtualMachine.Event.StopRequested,
+        VirtualMachine.Event.DestroyRequested, VirtualMachine.Event.AgentReportStopped,
+        VirtualMachine.Event.StorageMigrationRequested, VirtualMachine.Event.ExpungeOperation,
+        VirtualMachine.Event.OperationFailed, VirtualMachine.Event.OperationFailedToError,
+        VirtualMachine.Event.AgentReportShutdowned, VirtualMachine.Event.RestoringRequested,
+        VirtualMachine.Event.FollowAgentPowerOnReport,
+        VirtualMachine.Event.FollowAgentPowerOffReport,
+    ),
+    VirtualMachine.State.Destroyed: (
+        VirtualMachine.Event.RecoveryRequested, VirtualMachine.Event.ExpungeOperation,
+        VirtualMachine.Event.RestoringRequested,
+    ),
+    VirtualMachine.State.Expunging: (
+        VirtualMachine.Event.ExpungeOperation, VirtualMachine.Event.OperationFailed,
+    ),
+    VirtualMachine.State.Migrating: (
+        VirtualMachine.Event.AgentReportStopped, VirtualMachine.Event.AgentReportRunning,
+        VirtualMachine.Event.MigrationRequested, VirtualMachine.Event.OperationSucceeded,
+        VirtualMachine.Event.OperationFailed, VirtualMachine.Event.AgentReportShutdowned,
+        VirtualMachine.Event.FollowAgentPowerOnReport,
+        VirtualMachine.Event.FollowAgentPowerOffReport,
+    ),
+    VirtualMachine.State.Error: (
+        VirtualMachine.Event.DestroyRequested, VirtualMachine.Event.ExpungeOperation,
+    ),
+    VirtualMachine.State.Restoring: (
+        VirtualMachine.Event.RestoringFailed, VirtualMachine.Event.RestoringSuccess,
+    ),
 }
-VirtualMachine._INITIAL = _S.Stopped
+VirtualMachine._INITIAL = VirtualMachine.State.Stopped

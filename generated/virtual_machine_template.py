@@ -22,8 +22,13 @@ from fsmc.runtime.exclusion import wake as _wake
 __all__ = ["VirtualMachineTemplate"]
 
 
-class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMachineTemplate.Event"]):  # noqa: E501
-    """Lifecycle of a CloudStack template or ISO. CloudStack's machine covers only browser uploads; registered templates are simply Active"""  # noqa: E501
+class VirtualMachineTemplate(
+    Machine["VirtualMachineTemplate.State", "VirtualMachineTemplate.Event"],
+):
+    (
+        "Lifecycle of a CloudStack template or ISO. CloudStack's machine covers only browser "
+        "uploads; registered templates are simply Active"
+    )
 
     __slots__ = ()
 
@@ -47,7 +52,10 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
 
     SPEC = MachineSpec(
         name="VirtualMachineTemplate",
-        doc="Lifecycle of a CloudStack template or ISO. CloudStack's machine covers only browser uploads; registered templates are simply Active",  # noqa: E501
+        doc=(
+            "Lifecycle of a CloudStack template or ISO. CloudStack's machine covers only browser "
+            "uploads; registered templates are simply Active"
+        ),
         states=(
             "Active", "Inactive", "NotUploaded", "UploadInProgress", "UploadError",
             "UploadAbandoned",
@@ -242,66 +250,100 @@ class VirtualMachineTemplate(Machine["VirtualMachineTemplate.State", "VirtualMac
                 _wake(stripe)
 
 
-_S = VirtualMachineTemplate.State
-_E = VirtualMachineTemplate.Event
-_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
-    _S.NotUploaded: (
-        candidate(_S.UploadError),  # line 27
-    ),
-    _S.UploadInProgress: (
-        candidate(_S.UploadError),  # line 30
-    ),
-})
-_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED = Dispatch(_E.OperationSucceeded, {
-    _S.NotUploaded: (
-        candidate(_S.Active),  # line 26
-    ),
-    _S.UploadInProgress: (
-        candidate(_S.Active),  # line 29
-    ),
-})
-_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED = Dispatch(_E.UploadRequested, {
-    _S.NotUploaded: (
-        candidate(_S.UploadInProgress),  # line 25
-    ),
-})
-_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT = Dispatch(_E.OperationTimeout, {
-    _S.NotUploaded: (
-        candidate(_S.UploadAbandoned),  # line 24
-    ),
-    _S.UploadInProgress: (
-        candidate(_S.UploadError),  # line 31
-    ),
-})
-_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
-    _S.NotUploaded: _S.UploadError,
-    _S.UploadInProgress: _S.UploadError,
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED = Dispatch(
+    VirtualMachineTemplate.Event.OperationFailed,
+    {
+        VirtualMachineTemplate.State.NotUploaded: (
+            candidate(VirtualMachineTemplate.State.UploadError),  # line 27
+        ),
+        VirtualMachineTemplate.State.UploadInProgress: (
+            candidate(VirtualMachineTemplate.State.UploadError),  # line 30
+        ),
+    },
+)
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED = Dispatch(
+    VirtualMachineTemplate.Event.OperationSucceeded,
+    {
+        VirtualMachineTemplate.State.NotUploaded: (
+            candidate(VirtualMachineTemplate.State.Active),  # line 26
+        ),
+        VirtualMachineTemplate.State.UploadInProgress: (
+            candidate(VirtualMachineTemplate.State.Active),  # line 29
+        ),
+    },
+)
+_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED = Dispatch(
+    VirtualMachineTemplate.Event.UploadRequested,
+    {
+        VirtualMachineTemplate.State.NotUploaded: (
+            candidate(VirtualMachineTemplate.State.UploadInProgress),  # line 25
+        ),
+    },
+)
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT = Dispatch(
+    VirtualMachineTemplate.Event.OperationTimeout,
+    {
+        VirtualMachineTemplate.State.NotUploaded: (
+            candidate(VirtualMachineTemplate.State.UploadAbandoned),  # line 24
+        ),
+        VirtualMachineTemplate.State.UploadInProgress: (
+            candidate(VirtualMachineTemplate.State.UploadError),  # line 31
+        ),
+    },
+)
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN: dict[
+    VirtualMachineTemplate.State, VirtualMachineTemplate.State,
+] = {
+    VirtualMachineTemplate.State.NotUploaded: VirtualMachineTemplate.State.UploadError,
+    VirtualMachineTemplate.State.UploadInProgress: VirtualMachineTemplate.State.UploadError,
 }
-_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
-    _S.NotUploaded: _S.Active,
-    _S.UploadInProgress: _S.Active,
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_PLAIN: dict[
+    VirtualMachineTemplate.State, VirtualMachineTemplate.State,
+] = {
+    VirtualMachineTemplate.State.NotUploaded: VirtualMachineTemplate.State.Active,
+    VirtualMachineTemplate.State.UploadInProgress: VirtualMachineTemplate.State.Active,
 }
-_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
-    _S.NotUploaded: _S.UploadInProgress,
+_VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_PLAIN: dict[
+    VirtualMachineTemplate.State, VirtualMachineTemplate.State,
+] = {
+    VirtualMachineTemplate.State.NotUploaded: VirtualMachineTemplate.State.UploadInProgress,
 }
-_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN: dict[VirtualMachineTemplate.State, VirtualMachineTemplate.State] = {  # noqa: E501
-    _S.NotUploaded: _S.UploadAbandoned,
-    _S.UploadInProgress: _S.UploadError,
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN: dict[
+    VirtualMachineTemplate.State, VirtualMachineTemplate.State,
+] = {
+    VirtualMachineTemplate.State.NotUploaded: VirtualMachineTemplate.State.UploadAbandoned,
+    VirtualMachineTemplate.State.UploadInProgress: VirtualMachineTemplate.State.UploadError,
 }
 _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_POST: dict[VirtualMachineTemplate.State, PostRecord] = {
-    _S.NotUploaded: ("VirtualMachineTemplate", "OperationFailed", "NotUploaded", "UploadError", ()),
-    _S.UploadInProgress: ("VirtualMachineTemplate", "OperationFailed", "UploadInProgress", "UploadError", ()),  # noqa: E501
+    VirtualMachineTemplate.State.NotUploaded: (
+        "VirtualMachineTemplate", "OperationFailed", "NotUploaded", "UploadError", (),
+    ),
+    VirtualMachineTemplate.State.UploadInProgress: (
+        "VirtualMachineTemplate", "OperationFailed", "UploadInProgress", "UploadError", (),
+    ),
 }
-_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST: dict[VirtualMachineTemplate.State, PostRecord] = {  # noqa: E501
-    _S.NotUploaded: ("VirtualMachineTemplate", "OperationSucceeded", "NotUploaded", "Active", ()),
-    _S.UploadInProgress: ("VirtualMachineTemplate", "OperationSucceeded", "UploadInProgress", "Active", ()),  # noqa: E501
+_VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED_POST: dict[
+    VirtualMachineTemplate.State, PostRecord,
+] = {
+    VirtualMachineTemplate.State.NotUploaded: (
+        "VirtualMachineTemplate", "OperationSucceeded", "NotUploaded", "Active", (),
+    ),
+    VirtualMachineTemplate.State.UploadInProgress: (
+        "VirtualMachineTemplate", "OperationSucceeded", "UploadInProgress", "Active", (),
+    ),
 }
 _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED_POST: dict[VirtualMachineTemplate.State, PostRecord] = {
-    _S.NotUploaded: ("VirtualMachineTemplate", "UploadRequested", "NotUploaded", "UploadInProgress", ()),  # noqa: E501
+    VirtualMachineTemplate.State.NotUploaded: (
+        "VirtualMachineTemplate", "UploadRequested", "NotUploaded", "UploadInProgress", (),
+    ),
 }
 _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_POST: dict[VirtualMachineTemplate.State, PostRecord] = {
-    _S.NotUploaded: ("VirtualMachineTemplate", "OperationTimeout", "NotUploaded", "UploadAbandoned", ()),  # noqa: E501
-    _S.UploadInProgress: ("VirtualMachineTemplate", "OperationTimeout", "UploadInProgress", "UploadError", ()),  # noqa: E501
+    VirtualMachineTemplate.State.NotUploaded: (
+        "VirtualMachineTemplate", "OperationTimeout", "NotUploaded", "UploadAbandoned", (),
+    ),
+    VirtualMachineTemplate.State.UploadInProgress: (
+        "VirtualMachineTemplate", "OperationTimeout", "UploadInProgress", "UploadError", (),
+    ),
 }
 VirtualMachineTemplate._PLAIN = (
     _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED_PLAIN,
@@ -310,17 +352,21 @@ VirtualMachineTemplate._PLAIN = (
     _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT_PLAIN,
 )
 VirtualMachineTemplate._DISPATCH = {
-    _E.OperationFailed: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,
-    "OperationFailed": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,
-    _E.OperationSucceeded: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED,
-    _E.UploadRequested: _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED,
-    "UploadRequested": _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED,
-    _E.OperationTimeout: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT,
-    "OperationTimeout": _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT,
+    VirtualMachineTemplate.Event.OperationFailed: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_FAILED,
+    VirtualMachineTemplate.Event.OperationSucceeded: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_SUCCEEDED,
+    VirtualMachineTemplate.Event.UploadRequested: _VIRTUAL_MACHINE_TEMPLATE_UPLOAD_REQUESTED,
+    VirtualMachineTemplate.Event.OperationTimeout: _VIRTUAL_MACHINE_TEMPLATE_OPERATION_TIMEOUT,
 }
 VirtualMachineTemplate._ALLOWED = {
-    _S.NotUploaded: (_E.OperationFailed, _E.OperationSucceeded, _E.UploadRequested, _E.OperationTimeout),  # noqa: E501
-    _S.UploadInProgress: (_E.OperationFailed, _E.OperationSucceeded, _E.OperationTimeout),
+    VirtualMachineTemplate.State.NotUploaded: (
+        VirtualMachineTemplate.Event.OperationFailed,
+        VirtualMachineTemplate.Event.OperationSucceeded,
+        VirtualMachineTemplate.Event.UploadRequested, VirtualMachineTemplate.Event.OperationTimeout,
+    ),
+    VirtualMachineTemplate.State.UploadInProgress: (
+        VirtualMachineTemplate.Event.OperationFailed,
+        VirtualMachineTemplate.Event.OperationSucceeded,
+        VirtualMachineTemplate.Event.OperationTimeout,
+    ),
 }
-VirtualMachineTemplate._INITIAL = _S.Active
+VirtualMachineTemplate._INITIAL = VirtualMachineTemplate.State.Active

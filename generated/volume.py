@@ -80,7 +80,10 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
 
     SPEC = MachineSpec(
         name="Volume",
-        doc="Lifecycle of a CloudStack disk volume (root or data), from allocation or upload to expunge",  # noqa: E501
+        doc=(
+            "Lifecycle of a CloudStack disk volume (root or data), from allocation or upload to "
+            "expunge"
+        ),
         states=(
             "Allocated", "Creating", "Ready", "Migrating", "Snapshotting", "RevertSnapshotting",
             "Resizing", "Expunging", "Expunged", "Destroy", "Destroying", "UploadOp", "Copying",
@@ -99,7 +102,9 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
         finals=(),
         entries=("NotUploaded",),
         docs={
-            "Allocated": "Row created, no storage yet; created on primary storage when first needed",  # noqa: E501
+            "Allocated": (
+                "Row created, no storage yet; created on primary storage when first needed"
+            ),
             "Creating": "Being created (or copied, for a migration) on primary storage",
             "Ready": "Exists on primary storage and can be attached and used",
             "Migrating": "Being moved to another primary storage pool",
@@ -1064,452 +1069,529 @@ class Volume(Machine["Volume.State", "Volume.Event"]):
                 _wake(stripe)
 
 
-_S = Volume.State
-_E = Volume.Event
-_VOLUME_CREATE_REQUESTED = Dispatch(_E.CreateRequested, {
-    _S.Allocated: (
-        candidate(_S.Creating),  # line 40
-    ),
-    _S.Creating: (
-        candidate(_S.Creating),  # line 52
-    ),
-    _S.Ready: (
-        candidate(_S.Creating),  # line 57
-    ),
-})
-_VOLUME_COPY_REQUESTED = Dispatch(_E.CopyRequested, {
-    _S.Uploaded: (
-        candidate(_S.Copying),  # line 105
-    ),
-})
-_VOLUME_COPY_SUCCEEDED = Dispatch(_E.CopySucceeded, {
-})
-_VOLUME_COPY_FAILED = Dispatch(_E.CopyFailed, {
-})
-_VOLUME_OPERATION_FAILED = Dispatch(_E.OperationFailed, {
-    _S.Allocated: (
-        candidate(_S.Allocated),  # line 42
-    ),
-    _S.Creating: (
-        candidate(_S.Allocated),  # line 49
-    ),
-    _S.Ready: (
-        candidate(_S.Ready),  # line 60
-    ),
-    _S.Migrating: (
-        candidate(_S.Ready),  # line 70
-    ),
-    _S.Snapshotting: (
-        candidate(_S.Ready),  # line 72
-    ),
-    _S.RevertSnapshotting: (
-        candidate(_S.Ready),  # line 74
-    ),
-    _S.Resizing: (
-        candidate(_S.Ready),  # line 77
-    ),
-    _S.Attaching: (
-        candidate(_S.Ready),  # line 79
-    ),
-    _S.Expunging: (
-        candidate(_S.Destroy),  # line 84
-    ),
-    _S.Expunged: (
-        candidate(_S.Expunged),  # line 89
-    ),
-    _S.Destroy: (
-        candidate(_S.Destroy, tags=("usage",)),  # line 95
-    ),
-    _S.UploadOp: (
-        candidate(_S.Allocated),  # line 102
-    ),
-    _S.Copying: (
-        candidate(_S.Uploaded),  # line 104
-    ),
-    _S.NotUploaded: (
-        candidate(_S.UploadError),  # line 114
-    ),
-    _S.UploadInProgress: (
-        candidate(_S.UploadError),  # line 116
-    ),
-})
-_VOLUME_OPERATION_SUCCEEDED = Dispatch(_E.OperationSucceeded, {
-    _S.Allocated: (
-        candidate(_S.Allocated),  # line 43
-    ),
-    _S.Creating: (
-        candidate(_S.Ready),  # line 50
-    ),
-    _S.Ready: (
-        candidate(_S.Ready),  # line 59
-    ),
-    _S.Migrating: (
-        candidate(_S.Ready),  # line 69
-    ),
-    _S.Snapshotting: (
-        candidate(_S.Ready),  # line 71
-    ),
-    _S.RevertSnapshotting: (
-        candidate(_S.Ready),  # line 73
-    ),
-    _S.Resizing: (
-        candidate(_S.Ready, tags=("usage",)),  # line 76
-    ),
-    _S.Attaching: (
-        candidate(_S.Ready),  # line 78
-    ),
-    _S.Expunging: (
-        candidate(_S.Expunged),  # line 83
-    ),
-    _S.Expunged: (
-        candidate(_S.Expunged),  # line 88
-    ),
-    _S.Destroy: (
-        candidate(_S.Destroy, tags=("usage",)),  # line 94
-    ),
-    _S.UploadOp: (
-        candidate(_S.Uploaded),  # line 101
-    ),
-    _S.Copying: (
-        candidate(_S.Ready, tags=("usage",)),  # line 103
-    ),
-    _S.NotUploaded: (
-        candidate(_S.Uploaded),  # line 113
-    ),
-    _S.UploadInProgress: (
-        candidate(_S.Uploaded),  # line 115
-    ),
-})
-_VOLUME_OPERATION_RETRY = Dispatch(_E.OperationRetry, {
-    _S.Creating: (
-        candidate(_S.Creating),  # line 48
-    ),
-})
-_VOLUME_UPLOAD_REQUESTED = Dispatch(_E.UploadRequested, {
-    _S.Allocated: (
-        candidate(_S.UploadOp),  # line 44
-    ),
-    _S.NotUploaded: (
-        candidate(_S.UploadInProgress),  # line 112
-    ),
-})
-_VOLUME_MIGRATION_REQUESTED = Dispatch(_E.MigrationRequested, {
-    _S.Ready: (
-        candidate(_S.Migrating),  # line 64
-    ),
-})
-_VOLUME_MIGRATION_COPY_REQUESTED = Dispatch(_E.MigrationCopyRequested, {
-    _S.Allocated: (
-        candidate(_S.Creating),  # line 45
-    ),
-})
-_VOLUME_MIGRATION_COPY_SUCCEEDED = Dispatch(_E.MigrationCopySucceeded, {
-    _S.Creating: (
-        candidate(_S.Ready, tags=("usage",)),  # line 54
-    ),
-})
-_VOLUME_MIGRATION_COPY_FAILED = Dispatch(_E.MigrationCopyFailed, {
-    _S.Creating: (
-        candidate(_S.Allocated),  # line 53
-    ),
-})
-_VOLUME_SNAPSHOT_REQUESTED = Dispatch(_E.SnapshotRequested, {
-    _S.Ready: (
-        candidate(_S.Snapshotting),  # line 62
-    ),
-})
-_VOLUME_REVERT_SNAPSHOT_REQUESTED = Dispatch(_E.RevertSnapshotRequested, {
-    _S.Ready: (
-        candidate(_S.RevertSnapshotting),  # line 63
-    ),
-})
-_VOLUME_DESTROY_REQUESTED = Dispatch(_E.DestroyRequested, {
-    _S.Allocated: (
-        candidate(_S.Destroy),  # line 41
-    ),
-    _S.Creating: (
-        candidate(_S.Destroy),  # line 51
-    ),
-    _S.Ready: (
-        candidate(_S.Destroy),  # line 61
-    ),
-    _S.UploadOp: (
-        candidate(_S.Destroy),  # line 100
-    ),
-    _S.Uploaded: (
-        candidate(_S.Destroy),  # line 106
-    ),
-    _S.UploadError: (
-        candidate(_S.Destroy),  # line 118
-    ),
-    _S.UploadAbandoned: (
-        candidate(_S.Destroy),  # line 119
-    ),
-})
-_VOLUME_RECOVER_REQUESTED = Dispatch(_E.RecoverRequested, {
-    _S.Destroy: (
-        candidate(_S.Ready),  # line 96
-    ),
-})
-_VOLUME_EXPUNGING_REQUESTED = Dispatch(_E.ExpungingRequested, {
-    _S.Expunging: (
-        candidate(_S.Expunging),  # line 82
-    ),
-    _S.Expunged: (
-        candidate(_S.Expunged),  # line 87
-    ),
-    _S.Destroy: (
-        candidate(_S.Expunging),  # line 93
-    ),
-})
-_VOLUME_RESIZE_REQUESTED = Dispatch(_E.ResizeRequested, {
-    _S.Ready: (
-        candidate(_S.Resizing),  # line 58
-    ),
-})
-_VOLUME_ATTACH_REQUESTED = Dispatch(_E.AttachRequested, {
-    _S.Ready: (
-        candidate(_S.Attaching),  # line 65
-    ),
-})
-_VOLUME_OPERATION_TIMEOUT = Dispatch(_E.OperationTimeout, {
-    _S.NotUploaded: (
-        candidate(_S.UploadAbandoned),  # line 111
-    ),
-    _S.UploadInProgress: (
-        candidate(_S.UploadError),  # line 117
-    ),
-})
-_VOLUME_RESTORE_REQUESTED = Dispatch(_E.RestoreRequested, {
-    _S.Ready: (
-        candidate(_S.Restoring),  # line 66
-    ),
-    _S.Expunged: (
-        candidate(_S.Restoring),  # line 90
-    ),
-    _S.Destroy: (
-        candidate(_S.Restoring),  # line 97
-    ),
-})
-_VOLUME_RESTORE_SUCCEEDED = Dispatch(_E.RestoreSucceeded, {
-    _S.Restoring: (
-        candidate(_S.Ready),  # line 123
-    ),
-})
-_VOLUME_RESTORE_FAILED = Dispatch(_E.RestoreFailed, {
-    _S.Restoring: (
-        candidate(_S.Ready),  # line 124
-    ),
-})
+_VOLUME_CREATE_REQUESTED = Dispatch(
+    Volume.Event.CreateRequested,
+    {
+        Volume.State.Allocated: (
+            candidate(Volume.State.Creating),  # line 40
+        ),
+        Volume.State.Creating: (
+            candidate(Volume.State.Creating),  # line 52
+        ),
+        Volume.State.Ready: (
+            candidate(Volume.State.Creating),  # line 57
+        ),
+    },
+)
+_VOLUME_COPY_REQUESTED = Dispatch(
+    Volume.Event.CopyRequested,
+    {
+        Volume.State.Uploaded: (
+            candidate(Volume.State.Copying),  # line 105
+        ),
+    },
+)
+_VOLUME_COPY_SUCCEEDED = Dispatch(
+    Volume.Event.CopySucceeded,
+    {
+    },
+)
+_VOLUME_COPY_FAILED = Dispatch(
+    Volume.Event.CopyFailed,
+    {
+    },
+)
+_VOLUME_OPERATION_FAILED = Dispatch(
+    Volume.Event.OperationFailed,
+    {
+        Volume.State.Allocated: (
+            candidate(Volume.State.Allocated),  # line 42
+        ),
+        Volume.State.Creating: (
+            candidate(Volume.State.Allocated),  # line 49
+        ),
+        Volume.State.Ready: (
+            candidate(Volume.State.Ready),  # line 60
+        ),
+        Volume.State.Migrating: (
+            candidate(Volume.State.Ready),  # line 70
+        ),
+        Volume.State.Snapshotting: (
+            candidate(Volume.State.Ready),  # line 72
+        ),
+        Volume.State.RevertSnapshotting: (
+            candidate(Volume.State.Ready),  # line 74
+        ),
+        Volume.State.Resizing: (
+            candidate(Volume.State.Ready),  # line 77
+        ),
+        Volume.State.Attaching: (
+            candidate(Volume.State.Ready),  # line 79
+        ),
+        Volume.State.Expunging: (
+            candidate(Volume.State.Destroy),  # line 84
+        ),
+        Volume.State.Expunged: (
+            candidate(Volume.State.Expunged),  # line 89
+        ),
+        Volume.State.Destroy: (
+            candidate(Volume.State.Destroy, tags=("usage",)),  # line 95
+        ),
+        Volume.State.UploadOp: (
+            candidate(Volume.State.Allocated),  # line 102
+        ),
+        Volume.State.Copying: (
+            candidate(Volume.State.Uploaded),  # line 104
+        ),
+        Volume.State.NotUploaded: (
+            candidate(Volume.State.UploadError),  # line 114
+        ),
+        Volume.State.UploadInProgress: (
+            candidate(Volume.State.UploadError),  # line 116
+        ),
+    },
+)
+_VOLUME_OPERATION_SUCCEEDED = Dispatch(
+    Volume.Event.OperationSucceeded,
+    {
+        Volume.State.Allocated: (
+            candidate(Volume.State.Allocated),  # line 43
+        ),
+        Volume.State.Creating: (
+            candidate(Volume.State.Ready),  # line 50
+        ),
+        Volume.State.Ready: (
+            candidate(Volume.State.Ready),  # line 59
+        ),
+        Volume.State.Migrating: (
+            candidate(Volume.State.Ready),  # line 69
+        ),
+        Volume.State.Snapshotting: (
+            candidate(Volume.State.Ready),  # line 71
+        ),
+        Volume.State.RevertSnapshotting: (
+            candidate(Volume.State.Ready),  # line 73
+        ),
+        Volume.State.Resizing: (
+            candidate(Volume.State.Ready, tags=("usage",)),  # line 76
+        ),
+        Volume.State.Attaching: (
+            candidate(Volume.State.Ready),  # line 78
+        ),
+        Volume.State.Expunging: (
+            candidate(Volume.State.Expunged),  # line 83
+        ),
+        Volume.State.Expunged: (
+            candidate(Volume.State.Expunged),  # line 88
+        ),
+        Volume.State.Destroy: (
+            candidate(Volume.State.Destroy, tags=("usage",)),  # line 94
+        ),
+        Volume.State.UploadOp: (
+            candidate(Volume.State.Uploaded),  # line 101
+        ),
+        Volume.State.Copying: (
+            candidate(Volume.State.Ready, tags=("usage",)),  # line 103
+        ),
+        Volume.State.NotUploaded: (
+            candidate(Volume.State.Uploaded),  # line 113
+        ),
+        Volume.State.UploadInProgress: (
+            candidate(Volume.State.Uploaded),  # line 115
+        ),
+    },
+)
+_VOLUME_OPERATION_RETRY = Dispatch(
+    Volume.Event.OperationRetry,
+    {
+        Volume.State.Creating: (
+            candidate(Volume.State.Creating),  # line 48
+        ),
+    },
+)
+_VOLUME_UPLOAD_REQUESTED = Dispatch(
+    Volume.Event.UploadRequested,
+    {
+        Volume.State.Allocated: (
+            candidate(Volume.State.UploadOp),  # line 44
+        ),
+        Volume.State.NotUploaded: (
+            candidate(Volume.State.UploadInProgress),  # line 112
+        ),
+    },
+)
+_VOLUME_MIGRATION_REQUESTED = Dispatch(
+    Volume.Event.MigrationRequested,
+    {
+        Volume.State.Ready: (
+            candidate(Volume.State.Migrating),  # line 64
+        ),
+    },
+)
+_VOLUME_MIGRATION_COPY_REQUESTED = Dispatch(
+    Volume.Event.MigrationCopyRequested,
+    {
+        Volume.State.Allocated: (
+            candidate(Volume.State.Creating),  # line 45
+        ),
+    },
+)
+_VOLUME_MIGRATION_COPY_SUCCEEDED = Dispatch(
+    Volume.Event.MigrationCopySucceeded,
+    {
+        Volume.State.Creating: (
+            candidate(Volume.State.Ready, tags=("usage",)),  # line 54
+        ),
+    },
+)
+_VOLUME_MIGRATION_COPY_FAILED = Dispatch(
+    Volume.Event.MigrationCopyFailed,
+    {
+        Volume.State.Creating: (
+            candidate(Volume.State.Allocated),  # line 53
+        ),
+    },
+)
+_VOLUME_SNAPSHOT_REQUESTED = Dispatch(
+    Volume.Event.SnapshotRequested,
+    {
+        Volume.State.Ready: (
+            candidate(Volume.State.Snapshotting),  # line 62
+        ),
+    },
+)
+_VOLUME_REVERT_SNAPSHOT_REQUESTED = Dispatch(
+    Volume.Event.RevertSnapshotRequested,
+    {
+        Volume.State.Ready: (
+            candidate(Volume.State.RevertSnapshotting),  # line 63
+        ),
+    },
+)
+_VOLUME_DESTROY_REQUESTED = Dispatch(
+    Volume.Event.DestroyRequested,
+    {
+        Volume.State.Allocated: (
+            candidate(Volume.State.Destroy),  # line 41
+        ),
+        Volume.State.Creating: (
+            candidate(Volume.State.Destroy),  # line 51
+        ),
+        Volume.State.Ready: (
+            candidate(Volume.State.Destroy),  # line 61
+        ),
+        Volume.State.UploadOp: (
+            candidate(Volume.State.Destroy),  # line 100
+        ),
+        Volume.State.Uploaded: (
+            candidate(Volume.State.Destroy),  # line 106
+        ),
+        Volume.State.UploadError: (
+            candidate(Volume.State.Destroy),  # line 118
+        ),
+        Volume.State.UploadAbandoned: (
+            candidate(Volume.State.Destroy),  # line 119
+        ),
+    },
+)
+_VOLUME_RECOVER_REQUESTED = Dispatch(
+    Volume.Event.RecoverRequested,
+    {
+        Volume.State.Destroy: (
+            candidate(Volume.State.Ready),  # line 96
+        ),
+    },
+)
+_VOLUME_EXPUNGING_REQUESTED = Dispatch(
+    Volume.Event.ExpungingRequested,
+    {
+        Volume.State.Expunging: (
+            candidate(Volume.State.Expunging),  # line 82
+        ),
+        Volume.State.Expunged: (
+            candidate(Volume.State.Expunged),  # line 87
+        ),
+        Volume.State.Destroy: (
+            candidate(Volume.State.Expunging),  # line 93
+        ),
+    },
+)
+_VOLUME_RESIZE_REQUESTED = Dispatch(
+    Volume.Event.ResizeRequested,
+    {
+        Volume.State.Ready: (
+            candidate(Volume.State.Resizing),  # line 58
+        ),
+    },
+)
+_VOLUME_ATTACH_REQUESTED = Dispatch(
+    Volume.Event.AttachRequested,
+    {
+        Volume.State.Ready: (
+            candidate(Volume.State.Attaching),  # line 65
+        ),
+    },
+)
+_VOLUME_OPERATION_TIMEOUT = Dispatch(
+    Volume.Event.OperationTimeout,
+    {
+        Volume.State.NotUploaded: (
+            candidate(Volume.State.UploadAbandoned),  # line 111
+        ),
+        Volume.State.UploadInProgress: (
+            candidate(Volume.State.UploadError),  # line 117
+        ),
+    },
+)
+_VOLUME_RESTORE_REQUESTED = Dispatch(
+    Volume.Event.RestoreRequested,
+    {
+        Volume.State.Ready: (
+            candidate(Volume.State.Restoring),  # line 66
+        ),
+        Volume.State.Expunged: (
+            candidate(Volume.State.Restoring),  # line 90
+        ),
+        Volume.State.Destroy: (
+            candidate(Volume.State.Restoring),  # line 97
+        ),
+    },
+)
+_VOLUME_RESTORE_SUCCEEDED = Dispatch(
+    Volume.Event.RestoreSucceeded,
+    {
+        Volume.State.Restoring: (
+            candidate(Volume.State.Ready),  # line 123
+        ),
+    },
+)
+_VOLUME_RESTORE_FAILED = Dispatch(
+    Volume.Event.RestoreFailed,
+    {
+        Volume.State.Restoring: (
+            candidate(Volume.State.Ready),  # line 124
+        ),
+    },
+)
 _VOLUME_CREATE_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Allocated: _S.Creating,
-    _S.Creating: _S.Creating,
-    _S.Ready: _S.Creating,
+    Volume.State.Allocated: Volume.State.Creating,
+    Volume.State.Creating: Volume.State.Creating,
+    Volume.State.Ready: Volume.State.Creating,
 }
 _VOLUME_COPY_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Uploaded: _S.Copying,
+    Volume.State.Uploaded: Volume.State.Copying,
 }
 _VOLUME_OPERATION_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Allocated: _S.Allocated,
-    _S.Creating: _S.Allocated,
-    _S.Ready: _S.Ready,
-    _S.Migrating: _S.Ready,
-    _S.Snapshotting: _S.Ready,
-    _S.RevertSnapshotting: _S.Ready,
-    _S.Resizing: _S.Ready,
-    _S.Attaching: _S.Ready,
-    _S.Expunging: _S.Destroy,
-    _S.Expunged: _S.Expunged,
-    _S.Destroy: _S.Destroy,
-    _S.UploadOp: _S.Allocated,
-    _S.Copying: _S.Uploaded,
-    _S.NotUploaded: _S.UploadError,
-    _S.UploadInProgress: _S.UploadError,
+    Volume.State.Allocated: Volume.State.Allocated,
+    Volume.State.Creating: Volume.State.Allocated,
+    Volume.State.Ready: Volume.State.Ready,
+    Volume.State.Migrating: Volume.State.Ready,
+    Volume.State.Snapshotting: Volume.State.Ready,
+    Volume.State.RevertSnapshotting: Volume.State.Ready,
+    Volume.State.Resizing: Volume.State.Ready,
+    Volume.State.Attaching: Volume.State.Ready,
+    Volume.State.Expunging: Volume.State.Destroy,
+    Volume.State.Expunged: Volume.State.Expunged,
+    Volume.State.Destroy: Volume.State.Destroy,
+    Volume.State.UploadOp: Volume.State.Allocated,
+    Volume.State.Copying: Volume.State.Uploaded,
+    Volume.State.NotUploaded: Volume.State.UploadError,
+    Volume.State.UploadInProgress: Volume.State.UploadError,
 }
 _VOLUME_OPERATION_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Allocated: _S.Allocated,
-    _S.Creating: _S.Ready,
-    _S.Ready: _S.Ready,
-    _S.Migrating: _S.Ready,
-    _S.Snapshotting: _S.Ready,
-    _S.RevertSnapshotting: _S.Ready,
-    _S.Resizing: _S.Ready,
-    _S.Attaching: _S.Ready,
-    _S.Expunging: _S.Expunged,
-    _S.Expunged: _S.Expunged,
-    _S.Destroy: _S.Destroy,
-    _S.UploadOp: _S.Uploaded,
-    _S.Copying: _S.Ready,
-    _S.NotUploaded: _S.Uploaded,
-    _S.UploadInProgress: _S.Uploaded,
+    Volume.State.Allocated: Volume.State.Allocated,
+    Volume.State.Creating: Volume.State.Ready,
+    Volume.State.Ready: Volume.State.Ready,
+    Volume.State.Migrating: Volume.State.Ready,
+    Volume.State.Snapshotting: Volume.State.Ready,
+    Volume.State.RevertSnapshotting: Volume.State.Ready,
+    Volume.State.Resizing: Volume.State.Ready,
+    Volume.State.Attaching: Volume.State.Ready,
+    Volume.State.Expunging: Volume.State.Expunged,
+    Volume.State.Expunged: Volume.State.Expunged,
+    Volume.State.Destroy: Volume.State.Destroy,
+    Volume.State.UploadOp: Volume.State.Uploaded,
+    Volume.State.Copying: Volume.State.Ready,
+    Volume.State.NotUploaded: Volume.State.Uploaded,
+    Volume.State.UploadInProgress: Volume.State.Uploaded,
 }
 _VOLUME_OPERATION_RETRY_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Creating: _S.Creating,
+    Volume.State.Creating: Volume.State.Creating,
 }
 _VOLUME_UPLOAD_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Allocated: _S.UploadOp,
-    _S.NotUploaded: _S.UploadInProgress,
+    Volume.State.Allocated: Volume.State.UploadOp,
+    Volume.State.NotUploaded: Volume.State.UploadInProgress,
 }
 _VOLUME_MIGRATION_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Ready: _S.Migrating,
+    Volume.State.Ready: Volume.State.Migrating,
 }
 _VOLUME_MIGRATION_COPY_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Allocated: _S.Creating,
+    Volume.State.Allocated: Volume.State.Creating,
 }
 _VOLUME_MIGRATION_COPY_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Creating: _S.Ready,
+    Volume.State.Creating: Volume.State.Ready,
 }
 _VOLUME_MIGRATION_COPY_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Creating: _S.Allocated,
+    Volume.State.Creating: Volume.State.Allocated,
 }
 _VOLUME_SNAPSHOT_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Ready: _S.Snapshotting,
+    Volume.State.Ready: Volume.State.Snapshotting,
 }
 _VOLUME_REVERT_SNAPSHOT_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Ready: _S.RevertSnapshotting,
+    Volume.State.Ready: Volume.State.RevertSnapshotting,
 }
 _VOLUME_DESTROY_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Allocated: _S.Destroy,
-    _S.Creating: _S.Destroy,
-    _S.Ready: _S.Destroy,
-    _S.UploadOp: _S.Destroy,
-    _S.Uploaded: _S.Destroy,
-    _S.UploadError: _S.Destroy,
-    _S.UploadAbandoned: _S.Destroy,
+    Volume.State.Allocated: Volume.State.Destroy,
+    Volume.State.Creating: Volume.State.Destroy,
+    Volume.State.Ready: Volume.State.Destroy,
+    Volume.State.UploadOp: Volume.State.Destroy,
+    Volume.State.Uploaded: Volume.State.Destroy,
+    Volume.State.UploadError: Volume.State.Destroy,
+    Volume.State.UploadAbandoned: Volume.State.Destroy,
 }
 _VOLUME_RECOVER_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Destroy: _S.Ready,
+    Volume.State.Destroy: Volume.State.Ready,
 }
 _VOLUME_EXPUNGING_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Expunging: _S.Expunging,
-    _S.Expunged: _S.Expunged,
-    _S.Destroy: _S.Expunging,
+    Volume.State.Expunging: Volume.State.Expunging,
+    Volume.State.Expunged: Volume.State.Expunged,
+    Volume.State.Destroy: Volume.State.Expunging,
 }
 _VOLUME_RESIZE_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Ready: _S.Resizing,
+    Volume.State.Ready: Volume.State.Resizing,
 }
 _VOLUME_ATTACH_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Ready: _S.Attaching,
+    Volume.State.Ready: Volume.State.Attaching,
 }
 _VOLUME_OPERATION_TIMEOUT_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.NotUploaded: _S.UploadAbandoned,
-    _S.UploadInProgress: _S.UploadError,
+    Volume.State.NotUploaded: Volume.State.UploadAbandoned,
+    Volume.State.UploadInProgress: Volume.State.UploadError,
 }
 _VOLUME_RESTORE_REQUESTED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Ready: _S.Restoring,
-    _S.Expunged: _S.Restoring,
-    _S.Destroy: _S.Restoring,
+    Volume.State.Ready: Volume.State.Restoring,
+    Volume.State.Expunged: Volume.State.Restoring,
+    Volume.State.Destroy: Volume.State.Restoring,
 }
 _VOLUME_RESTORE_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Restoring: _S.Ready,
+    Volume.State.Restoring: Volume.State.Ready,
 }
 _VOLUME_RESTORE_FAILED_PLAIN: dict[Volume.State, Volume.State] = {
-    _S.Restoring: _S.Ready,
+    Volume.State.Restoring: Volume.State.Ready,
 }
 _VOLUME_CREATE_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Allocated: ("Volume", "CreateRequested", "Allocated", "Creating", ()),
-    _S.Creating: ("Volume", "CreateRequested", "Creating", "Creating", ()),
-    _S.Ready: ("Volume", "CreateRequested", "Ready", "Creating", ()),
+    Volume.State.Allocated: ("Volume", "CreateRequested", "Allocated", "Creating", ()),
+    Volume.State.Creating: ("Volume", "CreateRequested", "Creating", "Creating", ()),
+    Volume.State.Ready: ("Volume", "CreateRequested", "Ready", "Creating", ()),
 }
 _VOLUME_COPY_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Uploaded: ("Volume", "CopyRequested", "Uploaded", "Copying", ()),
+    Volume.State.Uploaded: ("Volume", "CopyRequested", "Uploaded", "Copying", ()),
 }
 _VOLUME_OPERATION_FAILED_POST: dict[Volume.State, PostRecord] = {
-    _S.Allocated: ("Volume", "OperationFailed", "Allocated", "Allocated", ()),
-    _S.Creating: ("Volume", "OperationFailed", "Creating", "Allocated", ()),
-    _S.Ready: ("Volume", "OperationFailed", "Ready", "Ready", ()),
-    _S.Migrating: ("Volume", "OperationFailed", "Migrating", "Ready", ()),
-    _S.Snapshotting: ("Volume", "OperationFailed", "Snapshotting", "Ready", ()),
-    _S.RevertSnapshotting: ("Volume", "OperationFailed", "RevertSnapshotting", "Ready", ()),
-    _S.Resizing: ("Volume", "OperationFailed", "Resizing", "Ready", ()),
-    _S.Attaching: ("Volume", "OperationFailed", "Attaching", "Ready", ()),
-    _S.Expunging: ("Volume", "OperationFailed", "Expunging", "Destroy", ()),
-    _S.Expunged: ("Volume", "OperationFailed", "Expunged", "Expunged", ()),
-    _S.Destroy: ("Volume", "OperationFailed", "Destroy", "Destroy", ("usage",)),
-    _S.UploadOp: ("Volume", "OperationFailed", "UploadOp", "Allocated", ()),
-    _S.Copying: ("Volume", "OperationFailed", "Copying", "Uploaded", ()),
-    _S.NotUploaded: ("Volume", "OperationFailed", "NotUploaded", "UploadError", ()),
-    _S.UploadInProgress: ("Volume", "OperationFailed", "UploadInProgress", "UploadError", ()),
+    Volume.State.Allocated: ("Volume", "OperationFailed", "Allocated", "Allocated", ()),
+    Volume.State.Creating: ("Volume", "OperationFailed", "Creating", "Allocated", ()),
+    Volume.State.Ready: ("Volume", "OperationFailed", "Ready", "Ready", ()),
+    Volume.State.Migrating: ("Volume", "OperationFailed", "Migrating", "Ready", ()),
+    Volume.State.Snapshotting: ("Volume", "OperationFailed", "Snapshotting", "Ready", ()),
+    Volume.State.RevertSnapshotting: (
+        "Volume", "OperationFailed", "RevertSnapshotting", "Ready", (),
+    ),
+    Volume.State.Resizing: ("Volume", "OperationFailed", "Resizing", "Ready", ()),
+    Volume.State.Attaching: ("Volume", "OperationFailed", "Attaching", "Ready", ()),
+    Volume.State.Expunging: ("Volume", "OperationFailed", "Expunging", "Destroy", ()),
+    Volume.State.Expunged: ("Volume", "OperationFailed", "Expunged", "Expunged", ()),
+    Volume.State.Destroy: ("Volume", "OperationFailed", "Destroy", "Destroy", ("usage",)),
+    Volume.State.UploadOp: ("Volume", "OperationFailed", "UploadOp", "Allocated", ()),
+    Volume.State.Copying: ("Volume", "OperationFailed", "Copying", "Uploaded", ()),
+    Volume.State.NotUploaded: ("Volume", "OperationFailed", "NotUploaded", "UploadError", ()),
+    Volume.State.UploadInProgress: (
+        "Volume", "OperationFailed", "UploadInProgress", "UploadError", (),
+    ),
 }
 _VOLUME_OPERATION_SUCCEEDED_POST: dict[Volume.State, PostRecord] = {
-    _S.Allocated: ("Volume", "OperationSucceeded", "Allocated", "Allocated", ()),
-    _S.Creating: ("Volume", "OperationSucceeded", "Creating", "Ready", ()),
-    _S.Ready: ("Volume", "OperationSucceeded", "Ready", "Ready", ()),
-    _S.Migrating: ("Volume", "OperationSucceeded", "Migrating", "Ready", ()),
-    _S.Snapshotting: ("Volume", "OperationSucceeded", "Snapshotting", "Ready", ()),
-    _S.RevertSnapshotting: ("Volume", "OperationSucceeded", "RevertSnapshotting", "Ready", ()),
-    _S.Resizing: ("Volume", "OperationSucceeded", "Resizing", "Ready", ("usage",)),
-    _S.Attaching: ("Volume", "OperationSucceeded", "Attaching", "Ready", ()),
-    _S.Expunging: ("Volume", "OperationSucceeded", "Expunging", "Expunged", ()),
-    _S.Expunged: ("Volume", "OperationSucceeded", "Expunged", "Expunged", ()),
-    _S.Destroy: ("Volume", "OperationSucceeded", "Destroy", "Destroy", ("usage",)),
-    _S.UploadOp: ("Volume", "OperationSucceeded", "UploadOp", "Uploaded", ()),
-    _S.Copying: ("Volume", "OperationSucceeded", "Copying", "Ready", ("usage",)),
-    _S.NotUploaded: ("Volume", "OperationSucceeded", "NotUploaded", "Uploaded", ()),
-    _S.UploadInProgress: ("Volume", "OperationSucceeded", "UploadInProgress", "Uploaded", ()),
+    Volume.State.Allocated: ("Volume", "OperationSucceeded", "Allocated", "Allocated", ()),
+    Volume.State.Creating: ("Volume", "OperationSucceeded", "Creating", "Ready", ()),
+    Volume.State.Ready: ("Volume", "OperationSucceeded", "Ready", "Ready", ()),
+    Volume.State.Migrating: ("Volume", "OperationSucceeded", "Migrating", "Ready", ()),
+    Volume.State.Snapshotting: ("Volume", "OperationSucceeded", "Snapshotting", "Ready", ()),
+    Volume.State.RevertSnapshotting: (
+        "Volume", "OperationSucceeded", "RevertSnapshotting", "Ready", (),
+    ),
+    Volume.State.Resizing: ("Volume", "OperationSucceeded", "Resizing", "Ready", ("usage",)),
+    Volume.State.Attaching: ("Volume", "OperationSucceeded", "Attaching", "Ready", ()),
+    Volume.State.Expunging: ("Volume", "OperationSucceeded", "Expunging", "Expunged", ()),
+    Volume.State.Expunged: ("Volume", "OperationSucceeded", "Expunged", "Expunged", ()),
+    Volume.State.Destroy: ("Volume", "OperationSucceeded", "Destroy", "Destroy", ("usage",)),
+    Volume.State.UploadOp: ("Volume", "OperationSucceeded", "UploadOp", "Uploaded", ()),
+    Volume.State.Copying: ("Volume", "OperationSucceeded", "Copying", "Ready", ("usage",)),
+    Volume.State.NotUploaded: ("Volume", "OperationSucceeded", "NotUploaded", "Uploaded", ()),
+    Volume.State.UploadInProgress: (
+        "Volume", "OperationSucceeded", "UploadInProgress", "Uploaded", (),
+    ),
 }
 _VOLUME_OPERATION_RETRY_POST: dict[Volume.State, PostRecord] = {
-    _S.Creating: ("Volume", "OperationRetry", "Creating", "Creating", ()),
+    Volume.State.Creating: ("Volume", "OperationRetry", "Creating", "Creating", ()),
 }
 _VOLUME_UPLOAD_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Allocated: ("Volume", "UploadRequested", "Allocated", "UploadOp", ()),
-    _S.NotUploaded: ("Volume", "UploadRequested", "NotUploaded", "UploadInProgress", ()),
+    Volume.State.Allocated: ("Volume", "UploadRequested", "Allocated", "UploadOp", ()),
+    Volume.State.NotUploaded: ("Volume", "UploadRequested", "NotUploaded", "UploadInProgress", ()),
 }
 _VOLUME_MIGRATION_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Ready: ("Volume", "MigrationRequested", "Ready", "Migrating", ()),
+    Volume.State.Ready: ("Volume", "MigrationRequested", "Ready", "Migrating", ()),
 }
 _VOLUME_MIGRATION_COPY_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Allocated: ("Volume", "MigrationCopyRequested", "Allocated", "Creating", ()),
+    Volume.State.Allocated: ("Volume", "MigrationCopyRequested", "Allocated", "Creating", ()),
 }
 _VOLUME_MIGRATION_COPY_SUCCEEDED_POST: dict[Volume.State, PostRecord] = {
-    _S.Creating: ("Volume", "MigrationCopySucceeded", "Creating", "Ready", ("usage",)),
+    Volume.State.Creating: ("Volume", "MigrationCopySucceeded", "Creating", "Ready", ("usage",)),
 }
 _VOLUME_MIGRATION_COPY_FAILED_POST: dict[Volume.State, PostRecord] = {
-    _S.Creating: ("Volume", "MigrationCopyFailed", "Creating", "Allocated", ()),
+    Volume.State.Creating: ("Volume", "MigrationCopyFailed", "Creating", "Allocated", ()),
 }
 _VOLUME_SNAPSHOT_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Ready: ("Volume", "SnapshotRequested", "Ready", "Snapshotting", ()),
+    Volume.State.Ready: ("Volume", "SnapshotRequested", "Ready", "Snapshotting", ()),
 }
 _VOLUME_REVERT_SNAPSHOT_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Ready: ("Volume", "RevertSnapshotRequested", "Ready", "RevertSnapshotting", ()),
+    Volume.State.Ready: ("Volume", "RevertSnapshotRequested", "Ready", "RevertSnapshotting", ()),
 }
 _VOLUME_DESTROY_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Allocated: ("Volume", "DestroyRequested", "Allocated", "Destroy", ()),
-    _S.Creating: ("Volume", "DestroyRequested", "Creating", "Destroy", ()),
-    _S.Ready: ("Volume", "DestroyRequested", "Ready", "Destroy", ()),
-    _S.UploadOp: ("Volume", "DestroyRequested", "UploadOp", "Destroy", ()),
-    _S.Uploaded: ("Volume", "DestroyRequested", "Uploaded", "Destroy", ()),
-    _S.UploadError: ("Volume", "DestroyRequested", "UploadError", "Destroy", ()),
-    _S.UploadAbandoned: ("Volume", "DestroyRequested", "UploadAbandoned", "Destroy", ()),
+    Volume.State.Allocated: ("Volume", "DestroyRequested", "Allocated", "Destroy", ()),
+    Volume.State.Creating: ("Volume", "DestroyRequested", "Creating", "Destroy", ()),
+    Volume.State.Ready: ("Volume", "DestroyRequested", "Ready", "Destroy", ()),
+    Volume.State.UploadOp: ("Volume", "DestroyRequested", "UploadOp", "Destroy", ()),
+    Volume.State.Uploaded: ("Volume", "DestroyRequested", "Uploaded", "Destroy", ()),
+    Volume.State.UploadError: ("Volume", "DestroyRequested", "UploadError", "Destroy", ()),
+    Volume.State.UploadAbandoned: ("Volume", "DestroyRequested", "UploadAbandoned", "Destroy", ()),
 }
 _VOLUME_RECOVER_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Destroy: ("Volume", "RecoverRequested", "Destroy", "Ready", ()),
+    Volume.State.Destroy: ("Volume", "RecoverRequested", "Destroy", "Ready", ()),
 }
 _VOLUME_EXPUNGING_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Expunging: ("Volume", "ExpungingRequested", "Expunging", "Expunging", ()),
-    _S.Expunged: ("Volume", "ExpungingRequested", "Expunged", "Expunged", ()),
-    _S.Destroy: ("Volume", "ExpungingRequested", "Destroy", "Expunging", ()),
+    Volume.State.Expunging: ("Volume", "ExpungingRequested", "Expunging", "Expunging", ()),
+    Volume.State.Expunged: ("Volume", "ExpungingRequested", "Expunged", "Expunged", ()),
+    Volume.State.Destroy: ("Volume", "ExpungingRequested", "Destroy", "Expunging", ()),
 }
 _VOLUME_RESIZE_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Ready: ("Volume", "ResizeRequested", "Ready", "Resizing", ()),
+    Volume.State.Ready: ("Volume", "ResizeRequested", "Ready", "Resizing", ()),
 }
 _VOLUME_ATTACH_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Ready: ("Volume", "AttachRequested", "Ready", "Attaching", ()),
+    Volume.State.Ready: ("Volume", "AttachRequested", "Ready", "Attaching", ()),
 }
 _VOLUME_OPERATION_TIMEOUT_POST: dict[Volume.State, PostRecord] = {
-    _S.NotUploaded: ("Volume", "OperationTimeout", "NotUploaded", "UploadAbandoned", ()),
-    _S.UploadInProgress: ("Volume", "OperationTimeout", "UploadInProgress", "UploadError", ()),
+    Volume.State.NotUploaded: ("Volume", "OperationTimeout", "NotUploaded", "UploadAbandoned", ()),
+    Volume.State.UploadInProgress: (
+        "Volume", "OperationTimeout", "UploadInProgress", "UploadError", (),
+    ),
 }
 _VOLUME_RESTORE_REQUESTED_POST: dict[Volume.State, PostRecord] = {
-    _S.Ready: ("Volume", "RestoreRequested", "Ready", "Restoring", ()),
-    _S.Expunged: ("Volume", "RestoreRequested", "Expunged", "Restoring", ()),
-    _S.Destroy: ("Volume", "RestoreRequested", "Destroy", "Restoring", ()),
+    Volume.State.Ready: ("Volume", "RestoreRequested", "Ready", "Restoring", ()),
+    Volume.State.Expunged: ("Volume", "RestoreRequested", "Expunged", "Restoring", ()),
+    Volume.State.Destroy: ("Volume", "RestoreRequested", "Destroy", "Restoring", ()),
 }
 _VOLUME_RESTORE_SUCCEEDED_POST: dict[Volume.State, PostRecord] = {
-    _S.Restoring: ("Volume", "RestoreSucceeded", "Restoring", "Ready", ()),
+    Volume.State.Restoring: ("Volume", "RestoreSucceeded", "Restoring", "Ready", ()),
 }
 _VOLUME_RESTORE_FAILED_POST: dict[Volume.State, PostRecord] = {
-    _S.Restoring: ("Volume", "RestoreFailed", "Restoring", "Ready", ()),
+    Volume.State.Restoring: ("Volume", "RestoreFailed", "Restoring", "Ready", ()),
 }
 Volume._PLAIN = (
     _VOLUME_CREATE_REQUESTED_PLAIN, _VOLUME_COPY_REQUESTED_PLAIN, _VOLUME_OPERATION_FAILED_PLAIN,
@@ -1523,72 +1605,83 @@ Volume._PLAIN = (
     _VOLUME_RESTORE_REQUESTED_PLAIN, _VOLUME_RESTORE_SUCCEEDED_PLAIN, _VOLUME_RESTORE_FAILED_PLAIN,
 )
 Volume._DISPATCH = {
-    _E.CreateRequested: _VOLUME_CREATE_REQUESTED,
-    "CreateRequested": _VOLUME_CREATE_REQUESTED,
-    _E.CopyRequested: _VOLUME_COPY_REQUESTED,
-    "CopyRequested": _VOLUME_COPY_REQUESTED,
-    _E.CopySucceeded: _VOLUME_COPY_SUCCEEDED,
-    "CopySucceeded": _VOLUME_COPY_SUCCEEDED,
-    _E.CopyFailed: _VOLUME_COPY_FAILED,
-    "CopyFailed": _VOLUME_COPY_FAILED,
-    _E.OperationFailed: _VOLUME_OPERATION_FAILED,
-    "OperationFailed": _VOLUME_OPERATION_FAILED,
-    _E.OperationSucceeded: _VOLUME_OPERATION_SUCCEEDED,
-    "OperationSucceeded": _VOLUME_OPERATION_SUCCEEDED,
-    _E.OperationRetry: _VOLUME_OPERATION_RETRY,
-    "OperationRetry": _VOLUME_OPERATION_RETRY,
-    _E.UploadRequested: _VOLUME_UPLOAD_REQUESTED,
-    "UploadRequested": _VOLUME_UPLOAD_REQUESTED,
-    _E.MigrationRequested: _VOLUME_MIGRATION_REQUESTED,
-    "MigrationRequested": _VOLUME_MIGRATION_REQUESTED,
-    _E.MigrationCopyRequested: _VOLUME_MIGRATION_COPY_REQUESTED,
-    "MigrationCopyRequested": _VOLUME_MIGRATION_COPY_REQUESTED,
-    _E.MigrationCopySucceeded: _VOLUME_MIGRATION_COPY_SUCCEEDED,
-    "MigrationCopySucceeded": _VOLUME_MIGRATION_COPY_SUCCEEDED,
-    _E.MigrationCopyFailed: _VOLUME_MIGRATION_COPY_FAILED,
-    "MigrationCopyFailed": _VOLUME_MIGRATION_COPY_FAILED,
-    _E.SnapshotRequested: _VOLUME_SNAPSHOT_REQUESTED,
-    "SnapshotRequested": _VOLUME_SNAPSHOT_REQUESTED,
-    _E.RevertSnapshotRequested: _VOLUME_REVERT_SNAPSHOT_REQUESTED,
-    "RevertSnapshotRequested": _VOLUME_REVERT_SNAPSHOT_REQUESTED,
-    _E.DestroyRequested: _VOLUME_DESTROY_REQUESTED,
-    "DestroyRequested": _VOLUME_DESTROY_REQUESTED,
-    _E.RecoverRequested: _VOLUME_RECOVER_REQUESTED,
-    "RecoverRequested": _VOLUME_RECOVER_REQUESTED,
-    _E.ExpungingRequested: _VOLUME_EXPUNGING_REQUESTED,
-    "ExpungingRequested": _VOLUME_EXPUNGING_REQUESTED,
-    _E.ResizeRequested: _VOLUME_RESIZE_REQUESTED,
-    "ResizeRequested": _VOLUME_RESIZE_REQUESTED,
-    _E.AttachRequested: _VOLUME_ATTACH_REQUESTED,
-    "AttachRequested": _VOLUME_ATTACH_REQUESTED,
-    _E.OperationTimeout: _VOLUME_OPERATION_TIMEOUT,
-    "OperationTimeout": _VOLUME_OPERATION_TIMEOUT,
-    _E.RestoreRequested: _VOLUME_RESTORE_REQUESTED,
-    "RestoreRequested": _VOLUME_RESTORE_REQUESTED,
-    _E.RestoreSucceeded: _VOLUME_RESTORE_SUCCEEDED,
-    "RestoreSucceeded": _VOLUME_RESTORE_SUCCEEDED,
-    _E.RestoreFailed: _VOLUME_RESTORE_FAILED,
-    "RestoreFailed": _VOLUME_RESTORE_FAILED,
+    Volume.Event.CreateRequested: _VOLUME_CREATE_REQUESTED,
+    Volume.Event.CopyRequested: _VOLUME_COPY_REQUESTED,
+    Volume.Event.CopySucceeded: _VOLUME_COPY_SUCCEEDED,
+    Volume.Event.CopyFailed: _VOLUME_COPY_FAILED,
+    Volume.Event.OperationFailed: _VOLUME_OPERATION_FAILED,
+    Volume.Event.OperationSucceeded: _VOLUME_OPERATION_SUCCEEDED,
+    Volume.Event.OperationRetry: _VOLUME_OPERATION_RETRY,
+    Volume.Event.UploadRequested: _VOLUME_UPLOAD_REQUESTED,
+    Volume.Event.MigrationRequested: _VOLUME_MIGRATION_REQUESTED,
+    Volume.Event.MigrationCopyRequested: _VOLUME_MIGRATION_COPY_REQUESTED,
+    Volume.Event.MigrationCopySucceeded: _VOLUME_MIGRATION_COPY_SUCCEEDED,
+    Volume.Event.MigrationCopyFailed: _VOLUME_MIGRATION_COPY_FAILED,
+    Volume.Event.SnapshotRequested: _VOLUME_SNAPSHOT_REQUESTED,
+    Volume.Event.RevertSnapshotRequested: _VOLUME_REVERT_SNAPSHOT_REQUESTED,
+    Volume.Event.DestroyRequested: _VOLUME_DESTROY_REQUESTED,
+    Volume.Event.RecoverRequested: _VOLUME_RECOVER_REQUESTED,
+    Volume.Event.ExpungingRequested: _VOLUME_EXPUNGING_REQUESTED,
+    Volume.Event.ResizeRequested: _VOLUME_RESIZE_REQUESTED,
+    Volume.Event.AttachRequested: _VOLUME_ATTACH_REQUESTED,
+    Volume.Event.OperationTimeout: _VOLUME_OPERATION_TIMEOUT,
+    Volume.Event.RestoreRequested: _VOLUME_RESTORE_REQUESTED,
+    Volume.Event.RestoreSucceeded: _VOLUME_RESTORE_SUCCEEDED,
+    Volume.Event.RestoreFailed: _VOLUME_RESTORE_FAILED,
 }
 Volume._ALLOWED = {
-    _S.Allocated: (_E.CreateRequested, _E.OperationFailed, _E.OperationSucceeded, _E.UploadRequested, _E.MigrationCopyRequested, _E.DestroyRequested),  # noqa: E501
-    _S.Creating: (_E.CreateRequested, _E.OperationFailed, _E.OperationSucceeded, _E.OperationRetry, _E.MigrationCopySucceeded, _E.MigrationCopyFailed, _E.DestroyRequested),  # noqa: E501
-    _S.Ready: (_E.CreateRequested, _E.OperationFailed, _E.OperationSucceeded, _E.MigrationRequested, _E.SnapshotRequested, _E.RevertSnapshotRequested, _E.DestroyRequested, _E.ResizeRequested, _E.AttachRequested, _E.RestoreRequested),  # noqa: E501
-    _S.Migrating: (_E.OperationFailed, _E.OperationSucceeded),
-    _S.Snapshotting: (_E.OperationFailed, _E.OperationSucceeded),
-    _S.RevertSnapshotting: (_E.OperationFailed, _E.OperationSucceeded),
-    _S.Resizing: (_E.OperationFailed, _E.OperationSucceeded),
-    _S.Expunging: (_E.OperationFailed, _E.OperationSucceeded, _E.ExpungingRequested),
-    _S.Expunged: (_E.OperationFailed, _E.OperationSucceeded, _E.ExpungingRequested, _E.RestoreRequested),  # noqa: E501
-    _S.Destroy: (_E.OperationFailed, _E.OperationSucceeded, _E.RecoverRequested, _E.ExpungingRequested, _E.RestoreRequested),  # noqa: E501
-    _S.UploadOp: (_E.OperationFailed, _E.OperationSucceeded, _E.DestroyRequested),
-    _S.Copying: (_E.OperationFailed, _E.OperationSucceeded),
-    _S.Uploaded: (_E.CopyRequested, _E.DestroyRequested),
-    _S.NotUploaded: (_E.OperationFailed, _E.OperationSucceeded, _E.UploadRequested, _E.OperationTimeout),  # noqa: E501
-    _S.UploadInProgress: (_E.OperationFailed, _E.OperationSucceeded, _E.OperationTimeout),
-    _S.UploadError: (_E.DestroyRequested,),
-    _S.UploadAbandoned: (_E.DestroyRequested,),
-    _S.Attaching: (_E.OperationFailed, _E.OperationSucceeded),
-    _S.Restoring: (_E.RestoreSucceeded, _E.RestoreFailed),
+    Volume.State.Allocated: (
+        Volume.Event.CreateRequested, Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.UploadRequested, Volume.Event.MigrationCopyRequested,
+        Volume.Event.DestroyRequested,
+    ),
+    Volume.State.Creating: (
+        Volume.Event.CreateRequested, Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.OperationRetry, Volume.Event.MigrationCopySucceeded,
+        Volume.Event.MigrationCopyFailed, Volume.Event.DestroyRequested,
+    ),
+    Volume.State.Ready: (
+        Volume.Event.CreateRequested, Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.MigrationRequested, Volume.Event.SnapshotRequested,
+        Volume.Event.RevertSnapshotRequested, Volume.Event.DestroyRequested,
+        Volume.Event.ResizeRequested, Volume.Event.AttachRequested, Volume.Event.RestoreRequested,
+    ),
+    Volume.State.Migrating: (Volume.Event.OperationFailed, Volume.Event.OperationSucceeded),
+    Volume.State.Snapshotting: (Volume.Event.OperationFailed, Volume.Event.OperationSucceeded),
+    Volume.State.RevertSnapshotting: (
+        Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+    ),
+    Volume.State.Resizing: (Volume.Event.OperationFailed, Volume.Event.OperationSucceeded),
+    Volume.State.Expunging: (
+        Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.ExpungingRequested,
+    ),
+    Volume.State.Expunged: (
+        Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.ExpungingRequested, Volume.Event.RestoreRequested,
+    ),
+    Volume.State.Destroy: (
+        Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.RecoverRequested, Volume.Event.ExpungingRequested,
+        Volume.Event.RestoreRequested,
+    ),
+    Volume.State.UploadOp: (
+        Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.DestroyRequested,
+    ),
+    Volume.State.Copying: (Volume.Event.OperationFailed, Volume.Event.OperationSucceeded),
+    Volume.State.Uploaded: (Volume.Event.CopyRequested, Volume.Event.DestroyRequested),
+    Volume.State.NotUploaded: (
+        Volume.Event.OperationFailed, Volume.Event.OperationSucceeded, Volume.Event.UploadRequested,
+        Volume.Event.OperationTimeout,
+    ),
+    Volume.State.UploadInProgress: (
+        Volume.Event.OperationFailed, Volume.Event.OperationSucceeded,
+        Volume.Event.OperationTimeout,
+    ),
+    Volume.State.UploadError: (Volume.Event.DestroyRequested,),
+    Volume.State.UploadAbandoned: (Volume.Event.DestroyRequested,),
+    Volume.State.Attaching: (Volume.Event.OperationFailed, Volume.Event.OperationSucceeded),
+    Volume.State.Restoring: (Volume.Event.RestoreSucceeded, Volume.Event.RestoreFailed),
 }
-Volume._INITIAL = _S.Allocated
+Volume._INITIAL = Volume.State.Allocated

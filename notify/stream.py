@@ -24,7 +24,7 @@ from fsmc.runtime import StateChanged
 from fsmc.runtime.cloudevent import encode
 from fsmc.runtime.topics import TopicPattern
 
-__all__ = ["Client", "Hub", "Item"]
+__all__ = ["Client", "Hub", "Item", "sse_id"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ class Item:
 
 
 Visible = Callable[[Item], bool]
+
+# An `id:` line ends at CR or LF, and a NUL makes browsers ignore it (the body keeps the id).
+_SSE_ID_UNSAFE = str.maketrans({"\r": "%0D", "\n": "%0A", "\x00": "%00"})
+
+
+def sse_id(event_id: str) -> str:
+    """`event_id` as an SSE `id:` field (and the `Last-Event-ID` a client sends back): an id
+    from an application or a broker may hold any character, a line break included."""
+    return event_id.translate(_SSE_ID_UNSAFE)
 
 
 @dataclass(eq=False)
@@ -114,7 +123,8 @@ class Hub:
         """The bus subscriber."""
         body = encode(event, self._source).decode("utf-8")
         with self._lock:
-            item = Item(next(self._seq), event.id, event.topic, self._owner(event), body)
+            item = Item(next(self._seq), sse_id(event.id), event.topic, self._owner(event),
+                        body)
             self._log.append(item)
             self.published += 1
             clients = tuple(self._clients)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import jsonline
 from .errors import FsmcError
 from .events import StateChanged
 
@@ -53,8 +54,7 @@ def envelope(event: StateChanged, source: str) -> dict[str, Any]:
 
 def encode(event: StateChanged, source: str) -> bytes:
     """The CloudEvent of `event` as compact UTF-8 JSON (one line: no raw newlines)."""
-    return json.dumps(envelope(event, source), separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode("utf-8")
+    return jsonline.dumps(envelope(event, source)).encode("utf-8")
 
 
 def decode(body: bytes | str) -> StateChanged:

@@ -15,7 +15,6 @@ per-statement work would cost more than the statements themselves on SQLite. Ins
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import weakref
@@ -30,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
+from . import jsonline
 from .dispatch import _NO_HOOKS, Bus, _Hooks
 from .errors import ConcurrentUpdate
 from .events import StateChanged
@@ -335,7 +335,6 @@ def _conflict(machine: Bound, event: StateChanged, found: Any) -> VersionConflic
         found_version=int(found[1]) if found else None)
 
 
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def encode(event: StateChanged) -> str:
@@ -344,7 +343,7 @@ def encode(event: StateChanged) -> str:
     if not isinstance(data["resource_id"], str | int):
         data["resource_id"] = str(data["resource_id"])
     try:
-        return _json(data)
+        return jsonline.dumps(data, default=None, allow_nan=False)  # UTF-8 whatever it holds
     except (TypeError, ValueError) as error:
         raise TypeError(f"{event.machine} {event.resource_id}: {event.event}: the payload of a "
                         f"persisted transition must be JSON-serialisable ({error})") from None

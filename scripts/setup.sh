@@ -30,5 +30,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,bench]'
+# `editable_mode=strict`: the install is a tree of links to the sources (build/__editable__*),
+# named by a .pth file, which type checkers follow; setuptools' default editable mode maps
+# fsmc.* to the folders with an import hook that mypy cannot see ("Cannot find implementation
+# or library stub for module named fsmc.runtime" in every application). A new source file
+# needs this script run again (editing one does not).
+.venv/bin/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=strict
 echo "setup: done ($(.venv/bin/fsmc --version))"

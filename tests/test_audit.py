@@ -124,3 +124,22 @@ def test_a_broken_line_names_its_number(tmp_path: Path) -> None:
     path.write_text('{"type": "str", "repr": "x"}\n\n{broken\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"a\.jsonl:3: not a JSON line"):
         list(read_trail(path))
+
+
+def test_hostile_text_is_one_line_and_comes_back(tmp_path: Path) -> None:
+    """Every line break (U+2028 and kin, which `str.splitlines` honours), NUL, quotes and lone
+    surrogates in payloads, ids and resource ids: one line per event for any reader, UTF-8
+    encodable (a lone surrogate made `write` raise), and read back exactly."""
+    from tests.hostile import PAYLOAD_TEXTS
+
+    path = tmp_path / "audit.jsonl"
+    events = [StateChanged("VirtualMachine", text, "Go", "A", "B", ("usage",),
+                           {"text": text, text: [text]}, id=f"id-{n}-{text}")
+              for n, text in enumerate(PAYLOAD_TEXTS)]
+    with AuditTrail(path) as trail:
+        for event in events:
+            trail.write(event)
+    raw = path.read_bytes()
+    raw.decode("utf-8")  # strict: no surrogate reached the file
+    assert len(raw.decode("utf-8").splitlines()) == len(events)
+    assert [fields(e) for e in read_trail(path)] == [fields(e) for e in events]

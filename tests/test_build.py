@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import re
 import sys
@@ -273,6 +274,11 @@ def test_hostile_spec_lands_as_inert_text(tmp_path: Path,
     ("machine M {\n initial A\n state name\n A -> name : Go\n}", "attribute of every enum"),
     ("machine M {\n initial A\n state B\n A -> B : Go if go\n}", "already becomes the method"),
     ("machine M {\n initial A\n state B\n A -> B : Go if fire\n}", "already an attribute"),
+    ("machine None {\n initial A\n}", "machine name `None` is a Python keyword"),
+    ("machine True {\n initial A\n}", "machine name `True` is a Python keyword"),
+    ("machine False {\n initial A\n}", "machine name `False` is a Python keyword"),
+    ("machine Machine {\n initial A\n}", "the generated module itself uses"),
+    ("machine M {\n initial A\n state upper\n A -> upper : Go\n}", "attribute of every enum"),
 ])
 def test_names_that_would_break_generated_code(spec_text: str, message: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -282,6 +288,8 @@ def test_names_that_would_break_generated_code(spec_text: str, message: str, tmp
     assert code == 1
     assert "E108" in stdout and message in stdout
     assert not (tmp_path / "out").exists()
+    assert main(["check", str(spec)], stdout=(checked := io.StringIO())) == 1
+    assert re.search(r"names\.fsm:\d+:\d+: error\[E108\]", checked.getvalue())
 
 
 def test_interrupted_write_leaves_no_partial_module(tmp_path: Path,
@@ -312,3 +320,26 @@ def test_generated_files_get_the_usual_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     module = tmp_path / "out" / "nic.py"
     assert stat.S_IMODE(module.stat().st_mode) == 0o666 & ~mask
+
+
+def test_several_machines_in_one_module_keep_their_tables_apart(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`Foo`.`BarBaz` / `FooBar`.`Baz` and the events `Go` / `GoPlain` map to one table name
+    each if named naively: the later table replaced the earlier one."""
+    code, _, err = build([str(CASES / "two_machines.fsm"), "-o", str(tmp_path), "--no-svg"],
+                         capsys)
+    assert code == 0, err
+    module = load_module(tmp_path / "two_machines.py", "two_machines_generated")
+    light, foo, foo_bar = module.Light("l"), module.Foo("f"), module.FooBar("fb")
+    assert light.switch() is module.Light.State.On and light.switch() is module.Light.State.Off
+    assert foo.bar_baz() is module.Foo.State.B
+
+    class ReadyFoo(module.Foo):  # type: ignore[misc,name-defined]
+        def ready(self, **payload: object) -> bool:
+            return True
+
+    ready = ReadyFoo("r")
+    ready.bar_baz()
+    assert ready.go_plain() is module.Foo.State.B and ready.go() is module.Foo.State.A
+    assert foo_bar.baz() is module.FooBar.State.B
+    assert not hasattr(module, "_S") and not hasattr(module, "_E")

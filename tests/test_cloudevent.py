@@ -143,3 +143,19 @@ def test_any_event_survives_the_round_trip(machine: str, resource: Any, event: s
     assert (again.id, again.time, again.topic, again.resource_id, again.tags,
             dict(again.payload)) == (original.id, original.time, original.topic, resource,
                                      tuple(tags), payload)
+
+
+def test_hostile_text_makes_one_utf8_line_that_decodes_back() -> None:
+    """U+2028 and kin stay raw under `ensure_ascii=False` and split the body for
+    `str.splitlines` readers; a lone surrogate made `encode` raise UnicodeEncodeError."""
+    from tests.hostile import PAYLOAD_TEXTS
+
+    for text in PAYLOAD_TEXTS:
+        event = StateChanged("M", text, "E", "A", "B", (text,), {"k": text, text: text},
+                             id=f"id {text}")
+        body = encode(event, f"source {text}")
+        assert len(body.decode("utf-8").splitlines()) == 1, repr(text)
+        back = decode(body)
+        assert (back.id, back.resource_id, back.tags, dict(back.payload)) == \
+            (event.id, text, (text,), {"k": text, text: text})
+        assert json.loads(body)["source"] == f"source {text}"

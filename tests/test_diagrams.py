@@ -397,3 +397,68 @@ def test_labels_are_written_in_the_spec_notation() -> None:
                                                                  transition.guard.negated),
                     transition.action and transition.action.name.text,
                     transition.tag_names), line
+
+
+def hostile_spec() -> str:
+    from fsmc.dsl.printer import quote
+
+    from tests.hostile import SPEC_TEXTS
+
+    states = "\n".join(f"    state S{n} {quote(text)}\n    A -> S{n} : Go{n}"
+                       for n, text in enumerate(SPEC_TEXTS))
+    return f"machine Hostile {quote(' | '.join(SPEC_TEXTS))} {{\n    initial A\n{states}\n}}\n"
+
+
+@pytest.mark.usefixtures("requires_dot")
+def test_hostile_docs_render_to_svg_that_parses(tmp_path: Path) -> None:
+    """Graphviz parses HTML-like labels as XML and writes SVG: a doc with \\x0b, \\x1c or U+FFFE
+    checked clean, then `fsmc render` exited 2 ("dot failed: not well-formed")."""
+    import xml.etree.ElementTree as ElementTree
+
+    from fsmc.compiler.cli import main
+
+    spec = tmp_path / "hostile.fsm"
+    spec.write_text(hostile_spec(), encoding="utf-8")
+    assert main(["check", str(spec)]) == 0
+    assert main(["render", str(spec), "-o", str(tmp_path / "h.svg")]) == 0
+    tree = ElementTree.parse(tmp_path / "h.svg")
+    texts = " ".join(t for node in tree.iter() for t in (node.text, node.get("title"))
+                     if t)
+    assert "<script>alert(1)</script>" in texts and "\\x1c" in texts
+    assert not [n for n in tree.iter() if n.tag.endswith("script")]
+
+
+@pytest.mark.usefixtures("requires_dot")
+def test_hostile_docs_stay_text_on_the_review_site(tmp_path: Path) -> None:
+    from html.parser import HTMLParser
+
+    from fsmc.compiler.cli import main
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scripts = 0
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            self.scripts += tag == "script"
+
+    def scripts(site: Path) -> dict[str, int]:
+        counts = {}
+        for page in sorted(site.rglob("*.html")):
+            parser = Tags()
+            parser.feed(page.read_text(encoding="utf-8"))
+            counts[page.name] = parser.scripts
+        return counts
+
+    spec = tmp_path / "hostile.fsm"
+    spec.write_text(hostile_spec(), encoding="utf-8")
+    plain = tmp_path / "plain" / "hostile.fsm"
+    plain.parent.mkdir()
+    plain.write_text(re.sub(r'"(?:[^"\\]|\\.)*"', '"doc"', hostile_spec()), encoding="utf-8")
+    assert main(["review", str(spec), "-o", str(tmp_path / "site")]) == 0
+    assert main(["review", str(plain), "-o", str(tmp_path / "plain_site")]) == 0
+    assert scripts(tmp_path / "site") == scripts(tmp_path / "plain_site")
+    for name in ("index.html", "hostile.Hostile.html", "source/hostile.fsm.html"):
+        text = (tmp_path / "site" / name).read_text(encoding="utf-8")
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, name
+        assert "<script>alert" not in text, name

@@ -73,3 +73,22 @@ def test_spec_data_matches_the_spec(spec: RandomSpec) -> None:
             for t in cls.SPEC.transitions] == [
         (t.source, t.event, t.target, t.guard, t.negated, t.action, t.tags)
         for t in spec.transitions]
+
+
+def test_states_and_events_are_their_names_as_strings() -> None:
+    """`machine.state == "Allocated"` and `json.dumps({"s": machine.state})` work: members are
+    strings (a `StrEnum`), named and valued exactly as in the spec."""
+    import json
+
+    from tests.generation import compile_spec
+
+    module = compile_spec("machine Vm { initial Allocated; state Running; "
+                          "Allocated -> Running : Start }", "strenum")
+    vm = module.Vm("vm-1")
+    assert vm.state == "Allocated" and isinstance(vm.state, str)
+    dumped = json.dumps({"s": vm.state, "e": module.Vm.Event.Start})
+    assert dumped == '{"s": "Allocated", "e": "Start"}'
+    assert f"{vm.state}" == str(vm.state) == vm.state.name == vm.state.value == "Allocated"
+    assert {vm.state: 1}["Allocated"] == 1 and hash(vm.state) == hash("Allocated")
+    assert vm.fire("Start") == "Running" and vm.state is module.Vm.State.Running
+    assert [m.name for m in module.Vm.State] == ["Allocated", "Running"]

@@ -29,8 +29,9 @@ def test_ruff() -> None:
 
 
 def type_tree(tmp_path: Path) -> Path:
-    """mypy cannot follow setuptools' folder → `fsmc.*` mapping, so give it the import layout
-    with symbolic links: tmp/fsmc/{dsl,compiler,runtime} and tmp/generated."""
+    """The import layout with symbolic links: tmp/fsmc/{dsl,compiler,runtime,...},
+    tmp/generated and tmp/golden (the golden modules). A user's install is checked as a user
+    runs it by tests/test_install_types.py."""
     tree = tmp_path / "types"
     (tree / "fsmc").mkdir(parents=True)
     (tree / "fsmc" / "__init__.py").write_text("")
@@ -38,6 +39,11 @@ def type_tree(tmp_path: Path) -> Path:
         os.symlink(ROOT / folder, tree / "fsmc" / name)
     os.symlink(ROOT / "generated", tree / "generated")
     os.symlink(ROOT / "tests" / "typing_samples.py", tree / "typing_samples.py")
+    golden = tree / "golden"  # the golden modules, multi-machine files among them
+    golden.mkdir()
+    (golden / "__init__.py").write_text("")
+    for expected in (ROOT / "tests" / "cases" / "golden").glob("*.py.expected"):
+        os.symlink(expected, golden / expected.name.removesuffix(".expected"))
     return tree
 
 
@@ -47,5 +53,5 @@ def test_mypy_strict(tmp_path: Path) -> None:
     result = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
                   "--config-file", str(ROOT / "pyproject.toml"),
                   "--cache-dir", str(tmp_path / "cache"), "-p", "fsmc", "-p", "generated",
-                  "-m", "typing_samples"], tree)
+                  "-p", "golden", "-m", "typing_samples"], tree)
     assert result.returncode == 0, result.stdout + result.stderr

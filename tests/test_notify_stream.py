@@ -207,3 +207,50 @@ def test_serve_refuses_a_bad_config_with_where_and_why(tmp_path: Any) -> None:
     assert f"{path}: [[tenants]] #1 (id 'x'): api_keys item #1: not a key hash" in \
         err.getvalue()
     assert "plain-key" not in err.getvalue()  # a key written in plain is never echoed
+
+
+def sse_fields(frame: str) -> list[tuple[str, str]]:
+    """An SSE frame's fields as a browser reads them: lines end at CRLF, CR or LF."""
+    import re
+
+    lines = re.split(r"\r\n|\r|\n", frame)
+    return [tuple(line.split(": ", 1)) for line in lines if line]  # type: ignore[misc]
+
+
+def test_hostile_ids_and_payloads_stay_inside_their_sse_fields() -> None:
+    """An id or a payload holding CR, LF, U+2028, NUL or `data:` lines cannot add a field or
+    an event: each frame is `id`, `event`, one `data` line whose JSON is the event; a client
+    resuming from such an id gets what followed it."""
+    import json
+
+    from fsmc.notify.stream import Hub
+
+    from tests.hostile import PAYLOAD_TEXTS
+
+    hub = Hub(source="test", owner=lambda event: None)
+    items: list[Any] = []
+    hub.add_listener(items.append)
+    for n, text in enumerate(PAYLOAD_TEXTS):
+        hub.publish(StateChanged("M", text, "E", "A", "B", (), {"text": text},
+                                 id=f"{n} {text}"))
+    for n, (item, text) in enumerate(zip(items, PAYLOAD_TEXTS, strict=True)):
+        fields = sse_fields(item.sse())
+        assert [name for name, _ in fields] == ["id", "event", "data"], fields
+        assert "\x00" not in fields[0][1]
+        data = json.loads(fields[2][1])
+        assert data["id"] == f"{n} {text}" and data["data"]["payload"] == {"text": text}
+        assert data["subject"] == text
+    import asyncio
+
+    from fsmc.notify.stream import Client
+
+    loop = asyncio.new_event_loop()
+    try:
+        for n, item in enumerate(items):
+            client = Client(lambda item: True, loop, 100)
+            missed, complete = hub.connect(client, sse_fields(item.sse())[0][1])
+            assert complete and missed == items[n + 1:]
+            hub.disconnect(client)
+    finally:
+        loop.close()
+    hub.close()

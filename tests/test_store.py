@@ -126,6 +126,18 @@ def test_one_bound_class_per_store_and_class(store: SqlStore, url: str) -> None:
         store.version(VirtualMachine("free"))
 
 
+def test_a_bound_machine_is_what_docs_storage_says(store: SqlStore) -> None:
+    """docs/storage.md warns that `type(vm) is VirtualMachine` is False and says what to
+    compare instead; this holds it to that."""
+    from fsmc.runtime.store_bound import Bound
+
+    vm = store.create(VirtualMachine, "typed")
+    assert type(vm) is not VirtualMachine and isinstance(vm, VirtualMachine)
+    assert type(vm).__mro__[:3] == (type(vm), Bound, VirtualMachine)
+    assert type(vm).__name__ == VirtualMachine.__name__ and type(vm).SPEC is VirtualMachine.SPEC
+    assert repr(vm) == "<VirtualMachine 'typed' in Stopped>"
+
+
 # -- transitions --------------------------------------------------------------------------------
 
 def test_each_transition_is_a_row_update_plus_an_outbox_row(store: SqlStore) -> None:
@@ -483,3 +495,17 @@ def test_the_storage_page_examples_run(tmp_path: Path, monkeypatch: pytest.Monke
         exec(compile(block, "docs/storage.md", "exec", dont_inherit=True), namespace)
     namespace["store"].close()
     assert "event='StartRequested', old_state='Stopped'" in capsys.readouterr().out
+
+
+def test_hostile_payload_text_is_persisted_and_relayed_exactly(store: SqlStore) -> None:
+    """Lone surrogates, NUL, CR and U+2028 in a payload: the outbox row is UTF-8 (a lone
+    surrogate used to fail the INSERT) and reads back as the same event."""
+    from tests.hostile import PAYLOAD_TEXTS
+
+    vm = store.create(VirtualMachine, "hostile")
+    vm.start_requested(notes=list(PAYLOAD_TEXTS))
+    with store.engine.connect() as connection:
+        [body] = connection.execute(select(OUTBOX.c.body).where(
+            OUTBOX.c.resource_id == "hostile")).scalars().all()
+    assert json.loads(body)["payload"]["notes"] == list(PAYLOAD_TEXTS)
+    assert len(body.splitlines()) == 1

@@ -4,6 +4,7 @@ API as users write it."""
 from __future__ import annotations
 
 from fsmc.runtime import EventBus, StateChanged, subscribe
+from golden.two_machines import Foo, FooBar, Light
 
 from generated.virtual_machine import VirtualMachine
 
@@ -30,3 +31,9 @@ def use() -> VirtualMachine.State:
     vm = VirtualMachine("vm-1", bus=bus)
     state: VirtualMachine.State = vm.start_requested()
     return state
+
+
+def several_machines_in_one_module() -> tuple[Light.State, Foo.State, FooBar.State]:
+    light, foo, foo_bar = Light("l"), Foo("f"), FooBar("fb")
+    foo.bar_baz()
+    return light.switch(), foo.go(), foo_bar.baz()

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fsmc.compiler.naming import enum_member_problem, method_problem, snake_case
+from fsmc.compiler.naming import (
+    enum_member_problem,
+    machine_problem,
+    method_problem,
+    snake_case,
+)
 from fsmc.dsl.diagnostics import Diagnostic, make
 from fsmc.dsl.model import Machine, Name
 
@@ -33,6 +38,9 @@ def _event_names(machine: Machine) -> dict[str, Name]:
 
 def generated_name_collisions(machine: Machine) -> Iterator[Diagnostic]:
     """E108: keywords, reserved members and names that collide after snake_case."""
+    machine_name = machine.name.text
+    if problem := machine_problem(machine_name):
+        yield make("E108", machine.name.span, f"machine name {problem}", "rename the machine")
     for decl in machine.states:
         if problem := enum_member_problem(decl.name.text):
             yield make("E108", decl.name.span, f"state name {problem}", "rename the state")
@@ -42,7 +50,7 @@ def generated_name_collisions(machine: Machine) -> Iterator[Diagnostic]:
             yield make("E108", event.span, f"event name {problem}", "rename the event")
             continue
         method = snake_case(event_name)
-        if problem := method_problem(method):
+        if problem := method_problem(method, machine_name):
             yield make("E108", event.span,
                        f"event `{event_name}` becomes the method `{method}()`, but {problem}",
                        "rename the event")
@@ -54,7 +62,7 @@ def generated_name_collisions(machine: Machine) -> Iterator[Diagnostic]:
         else:
             methods[method] = ("event", event)
     for hook_name, hook in _hooks(machine).items():
-        if problem := method_problem(hook_name):
+        if problem := method_problem(hook_name, machine_name):
             yield make("E108", hook.span, f"guard or action name {problem}", "rename it")
         elif hook_name in methods:
             other = methods[hook_name][1]

@@ -76,6 +76,22 @@ _SUBSTITUTED = frozenset("GNEHTL")  # Graphviz replaces \G, \N, \E, \H, \T, \L
 LOOP = "\u21bb"  # ↻, before each self-transition listed inside its state
 
 
+# What XML 1.0 cannot carry (Graphviz writes labels into SVG, and parses HTML-like labels as
+# XML): controls but tab and newline, U+FFFE, U+FFFF; and the C1 controls, which it discourages.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+
+
+def _visible(value: str) -> str:
+    """`value` with each character SVG cannot hold written as its escape (`\\x0b`)."""
+    return _NOT_XML.sub(lambda match: f"\\x{ord(match.group(0)):02x}" if ord(match.group(0))
+                        < 0x100 else f"\\u{ord(match.group(0)):04x}", value)
+
+
+def _html(value: str) -> str:
+    """Text for an HTML-like label: visible (`_visible`), then escaped."""
+    return html.escape(_visible(value))
+
+
 def _literal(dot_string: str) -> str:
     """Mark an escaped string as plain text, so that `<...>` is not taken for an HTML-like
     label by the `graphviz` package."""
@@ -86,7 +102,7 @@ def _text(value: str) -> str:
     """A DOT escString showing `value` literally: backslashes doubled, newlines as `\\n`; the
     `graphviz` package adds the quotes and escapes `"`; `_literal` stops `<...>` from being taken
     for an HTML-like label."""
-    escaped = value.replace("\\", "\\\\").replace("\r", "").replace("\n", "\\n")
+    escaped = _visible(value.replace("\r", "")).replace("\\", "\\\\").replace("\n", "\\n")
     return _literal(escaped.replace("\t", " "))
 
 
@@ -100,7 +116,7 @@ def _tooltip(value: str) -> str:
         substituted = match.string[match.end():match.end() + 1] in _SUBSTITUTED
         return "\\" * (4 * len(match.group(0)) + substituted)
 
-    escaped = _BACKSLASHES.sub(backslashes, value.replace("&", "&amp;"))
+    escaped = _BACKSLASHES.sub(backslashes, _visible(value.replace("\r", "")).replace("&", "&amp;"))
     escaped = escaped.replace("\r", "").replace("\n", "\\n").replace("\t", " ")
     return _literal(escaped)
 
@@ -111,10 +127,11 @@ def _lines(lines: Iterable[EdgeLine]) -> str:
 
 
 def _title(name: str, doc: str | None) -> str:
-    parts = [f"<b>{html.escape(name)}</b>"]
+    parts = [f"<b>{_html(name)}</b>"]
     for paragraph in (doc or "").split("\n") if doc else ():
         for line in textwrap.wrap(paragraph.replace("\t", " "), TITLE_WIDTH) or [""]:
-            parts.append(f'<font point-size="10">{html.escape(line)}</font>')
+            # An empty <font></font> is a syntax error to Graphviz: a blank line is a break.
+            parts.append(f'<font point-size="10">{_html(line)}</font>' if line else "")
     return "<" + '<br align="left"/>'.join(parts) + '<br align="left"/>>'
 
 
@@ -122,7 +139,7 @@ def _cell(content: str, *, href: str | None = None, tooltip: str = "") -> str:
     link = ""
     if href:  # Graphviz shows a cell's tooltip only on a cell that links somewhere
         link = (f' href="{html.escape(href)}" target="_top"'
-                f' tooltip="{html.escape(tooltip or content)}"')
+                f' tooltip="{_html(tooltip or content)}"')
     return f'<tr><td align="left"{link}>{content}</td></tr>'
 
 
@@ -132,15 +149,15 @@ def _node_label(node: NodeView, loops: Sequence[EdgeView]) -> str:
     busy states that have most of them)."""
     if not node.notes and not loops:
         return _text(node.label)
-    rows = [f"<tr><td>{html.escape(node.label)}</td></tr>"]
-    rows.extend(f'<tr><td><font point-size="8">{html.escape(note)}</font></td></tr>'
+    rows = [f"<tr><td>{_html(node.label)}</td></tr>"]
+    rows.extend(f'<tr><td><font point-size="8">{_html(note)}</font></td></tr>'
                 for note in node.notes)
     if loops:
         rows.append("<hr/>")
     for loop in loops:
         colour = MARK_EDGE_STYLE[loop.mark].get("fontcolor", EDGE_STYLE["fontcolor"])
         for line in loop.lines:
-            text = f'<font point-size="9" color="{colour}">{LOOP} {html.escape(line.text)}</font>'
+            text = f'<font point-size="9" color="{colour}">{LOOP} {_html(line.text)}</font>'
             rows.append(_cell(text, href=line.href, tooltip=line.detail))
     return ('<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
             + "".join(rows) + "</table>>")
