@@ -14,7 +14,7 @@
 
     [broker]                  # with `fsmc notify serve --amqp URL`
     queue = "fsmc.notify"     # the durable queue all instances consume (shared)
-    queue_type = "quorum"     # or "classic"
+    queue_type = "classic"    # or "quorum" (replicated, but see docs/notify.md on order)
 
     [limits]                                   # every key optional
     rate = 20          # requests per second per key
@@ -57,7 +57,7 @@ DEFAULT_HEARTBEAT = 15.0  # seconds
 DEFAULT_MAX_DEAD_LETTERS = 1_000  # per webhook subscription
 DEFAULT_LEASE = 15.0  # seconds
 DEFAULT_QUEUE = "fsmc.notify"
-QUEUE_TYPES = ("quorum", "classic")
+QUEUE_TYPES = ("classic", "quorum")
 
 _D = TypeVar("_D", float, None)
 
@@ -117,7 +117,7 @@ class NotifyConfig:
     max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
     lease: float = DEFAULT_LEASE
     queue: str = DEFAULT_QUEUE
-    queue_type: str = "quorum"
+    queue_type: str = "classic"
     replay_age: float | None = None
     rate: float = DEFAULT_RATE
     burst: int = DEFAULT_BURST

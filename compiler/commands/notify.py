@@ -14,10 +14,10 @@ key (Authorization: Bearer KEY) and follow their own resources' events at GET /v
 (Server-Sent Events; resume with Last-Event-ID) or subscribe webhooks at /v1/subscriptions
 (kept in --db, signed, retried, dead-lettered). With --amqp, the events come from the
 RabbitMQ exchange fsmc.events through the durable queue named in the config ([broker] queue,
-default fsmc.notify; a quorum queue): an event is acknowledged only once it is recorded in
---db, and events published while the service is down wait in the queue. --db is an SQLite
-file (one instance) or a PostgreSQL URL (postgresql://...): several instances on one database
-and one broker share the queue, the replay log and the webhook lanes, behind any load
+default fsmc.notify; one active consumer at a time): an event is acknowledged only once it is
+recorded in --db, and events published while the service is down wait in the queue. --db is an
+SQLite file (one instance) or a PostgreSQL URL (postgresql://...): several instances on one
+database and one broker share the queue, the replay log and the webhook lanes, behind any load
 balancer. Without --amqp, only what this process's bus carries.
 
 CONFIG is TOML: [[tenants]] id + api_keys, [admin] api_keys (keys stored as
@@ -82,7 +82,8 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             consumer = AmqpConsumer(
                 args.amqp, config.queue, ["#"], record=app.state.journal.record,
-                queue_arguments={"x-queue-type": config.queue_type})
+                queue_arguments={"x-queue-type": config.queue_type,
+                                 "x-single-active-consumer": True})
         except ValueError as error:
             listener.close()
             err.write(f"fsmc: error: --amqp: {error}\n")

@@ -20,7 +20,11 @@ client), calls `record(events)` — which returns once the events are durable wh
 (`basic.ack` with `multiple`). If `record` raises, the batch is given back to the queue
 (`basic.nack` with `requeue`) and the thread waits before it takes more (doubling up to
 `max_reconnect_delay`). A process killed at any point leaves every message either recorded or
-unacknowledged, and the broker delivers the unacknowledged ones again (at least once).
+unacknowledged, and the broker delivers the unacknowledged ones again (at least once). `close`
+then drops the connection instead of cancelling the consumer: the broker puts the messages it
+had delivered back in their places in the queue as the consumer goes, before a queue with a
+single active consumer moves to the next one (after a `basic.cancel` the next consumer starts
+on the later messages while these are still held, and gets them after those: out of order).
 
 `queue_arguments` are given to the queue's declaration: `{"x-queue-type": "quorum"}` makes a
 quorum queue (replicated where the broker has several nodes; RabbitMQ 3.8 or later). A queue
@@ -227,7 +231,9 @@ class AmqpConsumer:
                 batch = []
             if self._stopped.is_set():
                 break
-        channel.cancel()
+        _drop(channel.connection)
+
+
 
     def _flush(self, channel: Any, batch: list[tuple[Any, Any, bytes]]) -> bool:
         """Record `batch` and acknowledge it (True), or give it back to the queue (False)."""
@@ -321,6 +327,17 @@ class AmqpConsumer:
         channel.basic_publish("", self.dead_letter_queue, body, pika.BasicProperties(
             content_type=properties.content_type, message_id=properties.message_id,
             delivery_mode=2, headers=headers))
+
+
+def _drop(connection: Any) -> None:
+    """Send what is written (the last acknowledgement), then drop the socket without a
+    `basic.cancel` or `connection.close` (see the module documentation)."""
+    try:
+        connection.process_data_events(time_limit=0)
+        connection._impl._adapter_disconnect_stream()  # pika has no public abort (1.x)
+        connection.process_data_events(time_limit=0)
+    except Exception:
+        logger.debug("AMQP consumer: the connection was gone already", exc_info=True)
 
 
 def declare_queue(url: str, queue: str, bindings: Iterable[str] = ("#",),
