@@ -53,7 +53,7 @@ def shown_url(target: str) -> str:
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
-def database_errors() -> tuple[type[BaseException], ...]:
+def database_errors() -> tuple[type[Exception], ...]:
     """The exception classes a database of either kind raises (psycopg's if installed)."""
     try:
         import psycopg
@@ -106,7 +106,7 @@ class Database:
                 raise OSError("a PostgreSQL database needs the driver psycopg: pip install "
                               "'fsmc[postgres]'") from None
             self._url = name.replace("postgresql+psycopg://", "postgresql://", 1)
-            self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+            self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
             self.now = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
         else:
             if name == ":memory:":

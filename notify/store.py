@@ -236,7 +236,7 @@ class SubscriptionStore:
         if there was none."""
         with self.db.transaction() as sql:
             lock_head(sql)  # no batch being recorded adds deliveries for it meanwhile
-            deleted = sql.execute("DELETE FROM subscriptions WHERE id = ?", (id,)).rowcount
+            deleted: int = sql.execute("DELETE FROM subscriptions WHERE id = ?", (id,)).rowcount
             for table in ("dead_letters", "deliveries", "leases"):
                 sql.execute(f"DELETE FROM {table} WHERE subscription = ?", (id,))
         return deleted > 0

@@ -229,7 +229,7 @@ async def stream(hub: Hub, client: Client, resume: Resume, *,
             yield item.sse()
         while True:
             while client.queue:
-                chunk = []
+                chunk: list[str] = []
                 while client.queue and len(chunk) < CHUNK:
                     item = client.queue.popleft()
                     if item.seq > sent:  # live events already sent by the replay are skipped

@@ -104,6 +104,7 @@ class WebhookDispatcher:
         self._refreshing = threading.Lock()
         self._closing = threading.Event()
         self._counts = dict.fromkeys(("delivered", "retries", "dead_lettered"), 0)
+        self._keeper: threading.Thread | None = None  # started after the first refresh
         try:
             self.refresh()
         except BaseException:  # the store failed: stop the lanes started so far
@@ -195,6 +196,8 @@ class WebhookDispatcher:
         deadline = time.monotonic() + 5
         for lane in lanes:
             lane.thread.join(max(0.0, deadline - time.monotonic()))
+        if self._keeper is not None:  # a renewal under way ends before the leases go
+            self._keeper.join(max(0.0, deadline - time.monotonic()))
         try:
             self.leases.release()
         except Exception as error:

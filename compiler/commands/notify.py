@@ -66,9 +66,10 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                   f"{error.strerror or error}\n")
         return 2
     bus = EventBus()
+    refusals: tuple[type[Exception], ...] = (*database_errors(), OSError)
     try:
         app = create_app(bus, config, subscriptions=args.db)
-    except (*database_errors(), OSError) as error:
+    except refusals as error:
         listener.close()
         err.write(f"fsmc: error: --db {shown_url(args.db)}: cannot use it for the service's "
                   f"database: {str(error).strip()}\n")
