@@ -63,7 +63,7 @@ class Journal:
         self._tail_woken = False
         self._tail_stop = False  # set by `close` once the writer is done (or given up on)
         self._stopping = False
-        self._counts = dict.fromkeys(("recorded", "duplicates", "unrecorded"), 0)
+        self._counts = dict.fromkeys(("taken", "recorded", "duplicates", "unrecorded"), 0)
         self._last = log.head()
         self._writer = threading.Thread(target=self._write, daemon=True,
                                         name="fsmc-notify-journal")
@@ -82,6 +82,7 @@ class Journal:
         item = self.item(event)
         with self._cond:
             self._posted.append(item)
+            self._counts["taken"] += 1
             self._cond.notify()
 
     def record(self, events: Iterable[StateChanged]) -> Recorded:
@@ -108,6 +109,8 @@ class Journal:
             self._tail_cond.notify()
 
     def stats(self) -> dict[str, Any]:
+        """`taken` from the bus (`post`), `recorded` in the log, `duplicates` skipped,
+        `unrecorded` (given up at close), `queued` (taken, not yet recorded)."""
         with self._cond:
             return {**self._counts, "queued": len(self._posted)}
 
