@@ -129,6 +129,7 @@ def _build(bus: Any, handle: Any, hub: Hub, config: NotifyConfig, store: Subscri
     app.state.store = store
     app.state.webhooks = webhooks
     app.state.journal = journal
+    app.state.before_close = []  # callables run at shutdown before the journal closes
     app.state.config = config
     return app
 
@@ -165,6 +166,8 @@ def _closing(unsubscribe: Callable[[], object], journal: Journal, webhooks: Webh
         try:
             unsubscribe()
             loop = asyncio.get_running_loop()
+            for stop_feeding in app.state.before_close:  # e.g. the AMQP consumer
+                await loop.run_in_executor(store_pool, stop_feeding)
             await loop.run_in_executor(store_pool, journal.close)
             await loop.run_in_executor(store_pool, webhooks.close)
             await loop.run_in_executor(store_pool, store.close)

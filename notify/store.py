@@ -168,14 +168,28 @@ class SubscriptionStore:
         self.db = Database(target)
         try:
             schema = _SCHEMA.format(**_TYPES[self.db.dialect])
-            with self.db.transaction() as sql:
-                if self.db.postgres:  # instances starting at once create the tables once
-                    sql.execute("SELECT pg_advisory_xact_lock(74117)")
-                sql.script(schema)
+            if not self._has_schema():
+                with self.db.transaction() as sql:
+                    if self.db.postgres:  # instances starting at once create the tables once
+                        sql.execute("SELECT pg_advisory_xact_lock(74117)")
+                    sql.script(schema)
             self._migrate()
         except BaseException:  # not a database, not writable, ...: leave nothing open
             self.db.close()
             raise
+
+    def _has_schema(self) -> bool:
+        """Whether every table is there already (on PostgreSQL, then no DDL runs: `CREATE
+        INDEX IF NOT EXISTS` locks its table even when the index exists, and deadlocked with
+        running instances' transactions when one started)."""
+        if not self.db.postgres:
+            return False  # SQLite: the script is cheap and takes the write lock only
+        with self.db.read() as sql:
+            (count,) = sql.execute(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+                "current_schema() AND table_name IN ('subscriptions', 'dead_letters', "
+                "'log_head', 'events', 'deliveries', 'leases', 'instances')").fetchone()
+        return int(count) == 7
 
     @property
     def durable(self) -> bool:

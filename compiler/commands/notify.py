@@ -89,6 +89,7 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             listener.close()
             err.write(f"fsmc: error: --amqp: {error}\n")
             return 2
+        app.state.before_close.append(consumer.close)  # no recording into a closed database
         source = f", events from {redacted(args.amqp)} queue {config.queue}"
     tenants = len(config.tenants)
     err.write(f"fsmc: notification service on http://{args.host}:{args.port}/ "
