@@ -9,6 +9,8 @@
   0). Against it, the raw bus delivering the same event to a plain subscriber.
 - Webhook events/s to a receiver on loopback (one subscription, in order, signed), against
   raw httpx POSTs of the same bodies to the same receiver from one thread.
+- End to end (`bench.notify_e2e`): persisted transition -> broker -> service -> receiver,
+  everything durable, against the same path with in-memory service hops (target >= 50 %).
 
 The service (`BackgroundServer(create_app(bus, config))`) runs in this process; the SSE
 clients run in another (`python -m bench.sse_readers`: one asyncio loop, raw HTTP/1.1
@@ -253,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  fsmc notify (signed, in order)    {service:8,.0f} events/s")
     print(f"  raw httpx POST loop, same bodies  {raw:8,.0f} events/s "
           f"({service / raw:.0%} of raw)")
+    from bench import notify_e2e  # here: it builds on this module's helpers
+
+    notify_e2e.main(["--quick"] if args.quick else [])
     if run.lost or run.reordered or run.duplicated or run.unexpected or run.errors:
         print(f"SSE streams incomplete: {run.lost} lost, {run.reordered} reordered, "
               f"{run.duplicated} duplicated, {run.unexpected} unexpected, "

@@ -133,8 +133,8 @@ class DemoService:
         """`published`: events the service took from the bus; `clients`: streams open now."""
         if self.app is None:
             return {"published": 0, "clients": 0}
-        hub = self.app.state.hub
-        return {"published": hub.published, "clients": hub.clients}
+        return {"published": self.app.state.journal.stats()["taken"],
+                "clients": self.app.state.hub.clients}
 
     def linger(self, seconds: float) -> None:
         """Keep serving `seconds` more (the replay log still answers `Last-Event-ID`)."""

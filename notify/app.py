@@ -55,9 +55,11 @@ from starlette.routing import Route
 
 from .auth import Authenticator, Principal, owner_of
 from .config import NotifyConfig, hash_key, load_config
+from .eventlog import EventLog, Retention
+from .journal import Journal
 from .ratelimit import RateLimiter
 from .store import Subscription, SubscriptionStore
-from .stream import Client, Hub, stream, visible_to
+from .stream import Client, Hub, shutdown_notice, stream, visible_to
 from .subscriptions import InvalidSubscription, validate_changes, validate_subscription
 from .webhooks import ALL_TENANTS, WebhookDispatcher
 
@@ -75,17 +77,18 @@ def create_app(bus: Any, config: NotifyConfig | str | os.PathLike[str], *,
                subscriptions: str | Path | SubscriptionStore = ":memory:",
                webhook_options: dict[str, Any] | None = None,
                source: str = "fsmc") -> Starlette:
-    """The service, fed by `bus` (it subscribes to `StateChanged`), configured by `config` (a
-    `NotifyConfig`, or the path of its TOML file, read with `load_config`: a bad file raises
-    `ConfigError` before anything is opened), keeping subscriptions in
-    the SQLite database `subscriptions` (a file, so that they survive a restart), or in a
-    `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
-    `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout; a
+    """The service, fed by `bus` (it subscribes to `StateChanged`) and by whatever calls
+    `app.state.journal.record` (the AMQP consumer of `fsmc notify serve`), configured by
+    `config` (a `NotifyConfig`, or the path of its TOML file, read with `load_config`: a bad
+    file raises `ConfigError` before anything is opened), keeping subscriptions, pending
+    deliveries, dead letters and the replay log in the database `subscriptions` (an SQLite
+    file, so that they survive a restart; a PostgreSQL URL, shared by several instances), or
+    in a `SubscriptionStore` already open (the app then owns it and closes it at shutdown).
+    `webhook_options` go to `WebhookDispatcher` (attempts, delays, timeout, lease; a
     `max_dead_letters` there overrides the config's). Streams and webhooks carry each event
     with its own CloudEvents `source` (the producer's, for events from the broker), else with
-    `source` (events made in this process; "fsmc", as `AmqpPublisher`'s). The hub, the store
-    and the dispatcher
-    are `app.state.hub`, `.store`, `.webhooks`.
+    `source` (events made in this process; "fsmc", as `AmqpPublisher`'s). The hub, the store,
+    the dispatcher and the journal are `app.state.hub`, `.store`, `.webhooks`, `.journal`.
 
     If it raises part-way (a file that is not a database raises `sqlite3.DatabaseError`),
     what it opened is closed again: the store it opened, the dispatcher's threads, its
@@ -93,25 +96,29 @@ def create_app(bus: Any, config: NotifyConfig | str | os.PathLike[str], *,
     if not isinstance(config, NotifyConfig):
         config = load_config(config)
     with contextlib.ExitStack() as undo:
-        hub = Hub(replay=config.replay, source=source, owner=owner_of)
         if isinstance(subscriptions, SubscriptionStore):
             store = subscriptions
         else:
             store = SubscriptionStore(subscriptions)
             undo.callback(store.close)
+        log = EventLog(store, Retention(config.replay, config.replay_age))
+        hub = Hub(log, shutdown_notice=shutdown_notice(store.durable, config.replay,
+                                                       config.replay_age))
         webhooks = WebhookDispatcher(store, config.allow_hosts, **{
-            "max_dead_letters": config.max_dead_letters, **(webhook_options or {})})
+            "max_dead_letters": config.max_dead_letters, "lease": config.lease,
+            **(webhook_options or {})})
         undo.callback(webhooks.close)
-        hub.add_listener(webhooks.offer)
-        handle = bus.subscribe(hub.publish, StateChanged)
+        journal = Journal(log, hub, webhooks, owner=owner_of, source=source)
+        undo.callback(journal.close)
+        handle = bus.subscribe(journal.post, StateChanged)
         undo.callback(bus.unsubscribe, handle)
-        app = _build(bus, handle, hub, config, store, webhooks)
+        app = _build(bus, handle, hub, config, store, webhooks, journal)
         undo.pop_all()
     return app
 
 
 def _build(bus: Any, handle: Any, hub: Hub, config: NotifyConfig, store: SubscriptionStore,
-           webhooks: WebhookDispatcher) -> Starlette:
+           webhooks: WebhookDispatcher, journal: Journal) -> Starlette:
     """The application around what `create_app` opened."""
     # Threads start on the first call: an app that never serves leaves none behind.
     store_pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="fsmc-notify-store")
@@ -126,12 +133,14 @@ def _build(bus: Any, handle: Any, hub: Hub, config: NotifyConfig, store: Subscri
         _resource(one, GET=service.show, PATCH=service.change, DELETE=service.delete),
         _resource(one + "/dead-letters", GET=service.dead_letters),
         _resource(one + "/dead-letters/redrive", POST=service.redrive),
-    ], lifespan=_closing(lambda: bus.unsubscribe(handle), webhooks, store, store_pool,
-                         dns_pool),
+    ], lifespan=_closing(lambda: bus.unsubscribe(handle), journal, webhooks, store,
+                         store_pool, dns_pool),
         exception_handlers={HTTPException: _http_error})
     app.state.hub = hub
     app.state.store = store
     app.state.webhooks = webhooks
+    app.state.journal = journal
+    app.state.before_close = []  # callables run at shutdown before the journal closes
     app.state.config = config
     return app
 
@@ -168,19 +177,22 @@ async def _openapi(request: Request) -> Response:
                     headers={"X-Content-Type-Options": "nosniff"})
 
 
-def _closing(unsubscribe: Callable[[], object], webhooks: WebhookDispatcher,
+def _closing(unsubscribe: Callable[[], object], journal: Journal, webhooks: WebhookDispatcher,
              store: SubscriptionStore, store_pool: ThreadPoolExecutor,
              dns_pool: ThreadPoolExecutor) -> Any:
-    """The app's lifespan: at shutdown, leave the bus, stop the webhook lanes, close the store
-    (in the store's executor: stopping the lanes waits for them), then shut both executors
-    down without waiting on the loop (a lookup still hanging ends in its thread, its answer
-    unused)."""
+    """The app's lifespan: at shutdown, leave the bus, record what it posted, stop the webhook
+    lanes (releasing their leases), close the store (in the store's executor: these wait),
+    then shut both executors down without waiting on the loop (a lookup still hanging ends in
+    its thread, its answer unused)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         try:
             unsubscribe()
             loop = asyncio.get_running_loop()
+            for stop_feeding in app.state.before_close:  # e.g. the AMQP consumer
+                await loop.run_in_executor(store_pool, stop_feeding)
+            await loop.run_in_executor(store_pool, journal.close)
             await loop.run_in_executor(store_pool, webhooks.close)
             await loop.run_in_executor(store_pool, store.close)
         finally:
@@ -235,8 +247,9 @@ class _Service:
         warning = pattern_warning(topic, in_url=True) if topic else None
         client = Client(visible_to(admitted.tenant, admitted.admin, pattern),
                         asyncio.get_running_loop(), self.config.client_queue)
-        missed, complete = self.hub.connect(client, request.headers.get("last-event-id") or None)
-        body = stream(self.hub, client, missed, complete, heartbeat=self.config.heartbeat,
+        resume = await self.stored(self.hub.connect, client,
+                                   request.headers.get("last-event-id") or None)
+        body = stream(self.hub, client, resume, heartbeat=self.config.heartbeat,
                       disconnected=request.is_disconnected)
         if warning is not None:
             body = _warned(body, warning)

@@ -10,11 +10,17 @@
     [webhooks]
     allow_hosts = ["hooks.internal.example"]   # default: none
     max_dead_letters = 1000   # kept per subscription; beyond it the oldest are dropped
+    lease = 15.0              # seconds a lane's lease lasts (renewed every third of it)
+
+    [broker]                  # with `fsmc notify serve --amqp URL`
+    queue = "fsmc.notify"     # the durable queue all instances consume (shared)
+    queue_type = "classic"    # or "quorum" (replicated, but see docs/notify.md on order)
 
     [limits]                                   # every key optional
     rate = 20          # requests per second per key
     burst = 40         # requests allowed at once before `rate` applies
     replay = 10000     # events kept for `Last-Event-ID` resumption
+    replay_age = 86400 # and none older than this many seconds (default: no age limit)
     client_queue = 1000  # events held for one slow stream client
     heartbeat = 15.0   # seconds between keep-alive comments on a quiet stream
 
@@ -34,11 +40,13 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from fsmc.runtime.errors import FsmcError
 
 __all__ = ["ALL_TENANTS", "DEFAULT_BURST", "DEFAULT_CLIENT_QUEUE", "DEFAULT_HEARTBEAT",
-           "DEFAULT_MAX_DEAD_LETTERS", "DEFAULT_RATE", "DEFAULT_REPLAY", "ConfigError",
+           "DEFAULT_LEASE", "DEFAULT_MAX_DEAD_LETTERS", "DEFAULT_QUEUE", "DEFAULT_RATE",
+           "DEFAULT_REPLAY", "QUEUE_TYPES", "ConfigError",
            "NotifyConfig", "Tenant", "hash_key", "load_config", "parse_config", "short_hash"]
 
 DEFAULT_RATE = 20.0  # requests per second per key
@@ -47,6 +55,11 @@ DEFAULT_REPLAY = 10_000  # events
 DEFAULT_CLIENT_QUEUE = 1_000  # events per stream client
 DEFAULT_HEARTBEAT = 15.0  # seconds
 DEFAULT_MAX_DEAD_LETTERS = 1_000  # per webhook subscription
+DEFAULT_LEASE = 15.0  # seconds
+DEFAULT_QUEUE = "fsmc.notify"
+QUEUE_TYPES = ("classic", "quorum")
+
+_D = TypeVar("_D", float, None)
 
 ALL_TENANTS = "*"  # the tenant of the admin's webhook subscriptions: never a tenant's id
 _HASH = re.compile(r"sha256:[0-9a-f]{64}")
@@ -103,6 +116,10 @@ class NotifyConfig:
     admin_key_hashes: frozenset[str] = field(default=frozenset(), repr=False)
     allow_hosts: frozenset[str] = frozenset()
     max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
+    lease: float = DEFAULT_LEASE
+    queue: str = DEFAULT_QUEUE
+    queue_type: str = "classic"
+    replay_age: float | None = None
     rate: float = DEFAULT_RATE
     burst: int = DEFAULT_BURST
     replay: int = DEFAULT_REPLAY
@@ -136,11 +153,12 @@ def parse_config(text: str, path: str = "<config>") -> NotifyConfig:
     return _Reader(path).config(raw)
 
 
-_TOP = ("tenants", "admin", "webhooks", "limits")
+_TOP = ("tenants", "admin", "webhooks", "broker", "limits")
 _TENANT = ("id", "api_keys")
 _ADMIN = ("api_keys",)
-_WEBHOOKS = ("allow_hosts", "max_dead_letters")
-_LIMITS = ("rate", "burst", "replay", "client_queue", "heartbeat")
+_WEBHOOKS = ("allow_hosts", "max_dead_letters", "lease")
+_BROKER = ("queue", "queue_type")
+_LIMITS = ("rate", "burst", "replay", "replay_age", "client_queue", "heartbeat")
 
 
 class _Reader:
@@ -161,6 +179,8 @@ class _Reader:
         self.unique_hashes(tenants, admin_hashes)
         webhooks = self.table(raw, "webhooks") or {}
         self.known_keys(webhooks, _WEBHOOKS, "[webhooks]", "key")
+        broker = self.table(raw, "broker") or {}
+        self.known_keys(broker, _BROKER, "[broker]", "key")
         limits = self.table(raw, "limits") or {}
         self.known_keys(limits, _LIMITS, "[limits]", "key")
         return NotifyConfig(
@@ -169,6 +189,10 @@ class _Reader:
             allow_hosts=self.allow_hosts(webhooks),
             max_dead_letters=self.count(webhooks, "max_dead_letters", DEFAULT_MAX_DEAD_LETTERS,
                                         "[webhooks]"),
+            lease=self.number(webhooks, "lease", DEFAULT_LEASE, "[webhooks]"),
+            queue=self.queue(broker),
+            queue_type=self.choice(broker, "queue_type", QUEUE_TYPES, "[broker]"),
+            replay_age=self.number(limits, "replay_age", None),
             rate=self.number(limits, "rate", DEFAULT_RATE),
             burst=self.count(limits, "burst", DEFAULT_BURST),
             replay=self.count(limits, "replay", DEFAULT_REPLAY),
@@ -266,13 +290,36 @@ class _Reader:
                                        f"is {_kind(item)}")
         return tuple(value)
 
-    def number(self, limits: Mapping[str, object], key: str, default: float) -> float:
-        value = limits.get(key, default)
+    def number(self, table: Mapping[str, object], key: str, default: _D,
+               where: str = "[limits]") -> float | _D:
+        if key not in table:
+            return default
+        value = table[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"[limits]: {key}", f"must be a positive number, not {_kind(value)}")
+            raise self.fail(f"{where}: {key}", f"must be a positive number, not {_kind(value)}")
         if not (math.isfinite(value) and value > 0):
-            raise self.fail(f"[limits]: {key}", f"must be a positive number, not {value!r}")
+            raise self.fail(f"{where}: {key}", f"must be a positive number, not {value!r}")
         return float(value)
+
+    def queue(self, broker: Mapping[str, object]) -> str:
+        value = broker.get("queue", DEFAULT_QUEUE)
+        if not isinstance(value, str) or not value or value != value.strip() or \
+                value.startswith("amq.") or len(value.encode("utf-8")) > 255:
+            raise self.fail("[broker]: queue", "must be a queue name: a non-empty string of "
+                            "at most 255 bytes, without surrounding spaces, not starting with "
+                            f"'amq.' (reserved by the broker); not {_kind(value)}"
+                            + (f" {value!r}" if isinstance(value, str) else ""))
+        return value
+
+    def choice(self, table: Mapping[str, object], key: str, choices: tuple[str, ...],
+               where: str) -> str:
+        value = table.get(key, choices[0])
+        if value not in choices:
+            shown = repr(value) if isinstance(value, str) else _kind(value)
+            raise self.fail(f"{where}: {key}", f"must be one of {', '.join(map(repr, choices))},"
+                                               f" not {shown}")
+        assert isinstance(value, str)
+        return value
 
     def count(self, table: Mapping[str, object], key: str, default: int,
               where: str = "[limits]") -> int:

@@ -1,37 +1,45 @@
-"""The live stream: every event once in a bounded replay log, and to each connected client
-that may see it, through a bounded queue of its own.
+"""The live stream: every event recorded in the replay log (`fsmc.notify.eventlog`, in the
+service's database) to each connected client that may see it, through a bounded queue of its
+own, and the replay of what a reconnecting client missed.
 
-`Hub.publish` is a bus subscriber (it runs in whatever thread the bus delivers from). It
-encodes each event once (the CloudEvents JSON of the broker contract), appends it to the replay
-log and offers it to every client whose principal may see it and whose topic pattern matches.
-A client is read by its HTTP response on the event loop; the bus thread never waits for it: a
-client whose queue is full is marked overflowed, and its stream ends with an `overflow` event
-saying why (it can reconnect with `Last-Event-ID` and resume from the log). `Hub.close` ends
-every stream after what it holds with a `shutdown` event, so that a server can stop gracefully
-(an open stream would otherwise keep it waiting).
+`Hub.deliver` is given each recorded event, in the log's order, by the journal's tail
+(`fsmc.notify.journal`), in the journal's thread; it offers the event to every client whose
+principal may see it and whose topic pattern matches. A client is read by its HTTP response on
+the event loop; the tail never waits for it: a client whose queue is full is marked
+overflowed, and its stream ends with an `overflow` event saying why (it can reconnect with
+`Last-Event-ID` and resume from the log). `Hub.connect` registers a client, then reads what it
+missed from the log (it blocks: call it from a worker thread), so nothing recorded meanwhile is
+lost. `Hub.close` ends every stream after what it holds with a `shutdown` event, so that a
+server can stop gracefully (an open stream would otherwise keep it waiting).
+
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from fsmc.runtime import StateChanged
-from fsmc.runtime.cloudevent import encode
 from fsmc.runtime.topics import TopicPattern
 
-__all__ = ["Client", "Hub", "Item", "sse_id"]
+if TYPE_CHECKING:
+    from .eventlog import EventLog, Oldest
+
+__all__ = ["Client", "Hub", "Item", "Resume", "gap_notice", "shutdown_notice", "sse_id"]
+
+CHUNK = 64  # events sent in one write at most, before the other streams get their turn
 
 
 @dataclass(frozen=True)
 class Item:
     """One event as the stream sends it."""
 
-    seq: int  # position in this hub's log (increasing)
+    seq: int  # position in the replay log (increasing)
     id: str
     topic: str
     owner: str | None  # the tenant it belongs to
@@ -99,54 +107,65 @@ class Client:
             self._waiting = False
 
 
-class Hub:
-    """The replay log and the connected clients. Events are sent with their own CloudEvents
-    `source` (their producer's, for events from a broker), else with `source`."""
+@dataclass(frozen=True)
+class Resume:
+    """Where a stream starts: the events it missed after its `Last-Event-ID` that it may see,
+    whether the log still reached back to that id (`complete`), and the oldest event the log
+    holds (for the `gap` event: from when events are available)."""
 
-    def __init__(self, *, replay: int = 10_000, source: str = "fsmc",
-                 owner: Callable[[StateChanged], str | None]) -> None:
-        self._log: deque[Item] = deque(maxlen=replay)
-        self._seq = itertools.count(1)
+    missed: list[Item]
+    complete: bool = True
+    oldest: Oldest | None = None
+
+
+class Hub:
+    """The connected clients, fed from the replay log `log`. `shutdown_notice` is what the
+    `shutdown` event says."""
+
+    def __init__(self, log: EventLog, *, shutdown_notice: str) -> None:
+        self._log = log
         self._clients: set[Client] = set()
         self._lock = threading.Lock()
-        self._source = source
-        self._owner = owner
-        self._listeners: list[Callable[[Item], None]] = []
         self._closed = False
+        self.shutdown_notice = shutdown_notice
         self.published = 0
 
-    def add_listener(self, listener: Callable[[Item], None]) -> None:
-        """Also hand every item to `listener` (in the bus's thread; it must not wait)."""
-        self._listeners.append(listener)
-
-    def publish(self, event: StateChanged) -> None:
-        """The bus subscriber."""
-        body = encode(event, self._source).decode("utf-8")
+    def deliver(self, item: Item) -> None:
+        """A recorded event, in the log's order (from the journal's tail)."""
         with self._lock:
-            item = Item(next(self._seq), sse_id(event.id), event.topic, self._owner(event),
-                        body)
-            self._log.append(item)
             self.published += 1
             clients = tuple(self._clients)
         for client in clients:
             client.offer(item)
-        for listener in self._listeners:
-            listener(item)
 
-    def connect(self, client: Client, last_id: str | None) -> tuple[list[Item], bool]:
-        """Register `client` and return what it missed after `last_id` (None: nothing) that
-        it may see, and whether the log still reached back to `last_id`."""
+    def lagged(self) -> None:
+        """The tail fell so far behind that events left the log before it read them: every
+        stream is cut as overflowed (they resume with `Last-Event-ID`, told of the gap)."""
+        with self._lock:
+            clients = tuple(self._clients)
+        for client in clients:
+            client.overflowed = True
+            client.close()
+
+    def connect(self, client: Client, last_id: str | None) -> Resume:
+        """Register `client` and return what it missed after `last_id` (None: nothing). It
+        reads the log: blocking, for a worker thread."""
         with self._lock:
             self._clients.add(client)
-            log = list(self._log)
             if self._closed:
                 client.close()
         if last_id is None:
-            return [], True
-        for index, item in enumerate(log):
-            if item.id == last_id:
-                return [later for later in log[index + 1:] if client.visible(later)], True
-        return [later for later in log if client.visible(later)], False
+            return Resume([])
+        try:
+            seq = self._log.find(last_id)
+            if seq is not None:
+                return Resume([item for item in self._log.after(seq) if client.visible(item)])
+            oldest = self._log.oldest()
+            return Resume([item for item in self._log.after(0) if client.visible(item)],
+                          complete=False, oldest=oldest)
+        except BaseException:
+            self.disconnect(client)
+            raise
 
     def close(self) -> None:
         """End every stream, now and from now on, with a `shutdown` event after what it
@@ -167,6 +186,31 @@ class Hub:
             return len(self._clients)
 
 
+def shutdown_notice(durable: bool, events: int, age: float | None) -> str:
+    """What the `shutdown` event says: whether, and for how long, a client can resume."""
+    if not durable:
+        return ("the service is shutting down and keeps no events across a restart (its "
+                "database is in memory): after it restarts, a client reconnecting with "
+                "Last-Event-ID starts with a gap event")
+    kept = f"the last {events} events" + (f", none older than {age:g} s" if age else "")
+    return ("the service is shutting down; reconnect with Last-Event-ID, to it or to another "
+            f"instance on its database, to resume: the replay log keeps {kept}")
+
+
+def gap_notice(oldest: Oldest | None) -> str:
+    """The `gap` event's data: why, and from when (and which event) the log holds events."""
+    data: dict[str, object] = {"reason": "the replay log no longer holds the event after which "
+                               "to resume (older than its retention, or unknown); events may "
+                               "be missing"}
+    if oldest is None:
+        data["available_from"] = None
+    else:
+        data["available_from"] = datetime.fromtimestamp(oldest.time, UTC).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
+        data["first_id"] = oldest.id
+    return json.dumps(data)
+
+
 def visible_to(tenant: str | None, admin: bool, pattern: TopicPattern | None) -> Visible:
     """What a principal may see through a pattern: its own events (all, for the admin)."""
     def visible(item: Item) -> bool:
@@ -177,35 +221,40 @@ def visible_to(tenant: str | None, admin: bool, pattern: TopicPattern | None) ->
     return visible
 
 
-async def stream(hub: Hub, client: Client, missed: list[Item], complete: bool, *,
+async def stream(hub: Hub, client: Client, resume: Resume, *,
                  heartbeat: float, disconnected: Callable[[], object]) -> AsyncIterator[str]:
     """The SSE text of a connection registered with `hub.connect` (before the response
-    starts, so that nothing posted meanwhile is missed): the replay (`missed`), then live
-    events and a heartbeat comment when idle; ends with an `overflow` event if the client fell
-    behind, or a `shutdown` event when the hub closes."""
+    starts, so that nothing recorded meanwhile is missed): a `gap` event if the log no longer
+    reached back to its `Last-Event-ID`, the replay, then live events and a heartbeat comment
+    when idle; ends with an `overflow` event if the client fell behind, or a `shutdown` event
+    when the hub closes."""
     try:
         yield "retry: 2000\n\n"
-        if not complete:
-            yield ("event: gap\ndata: {\"reason\": \"the replay log no longer holds the event "
-                   "after which to resume; events may be missing\"}\n\n")
+        if not resume.complete:
+            yield f"event: gap\ndata: {gap_notice(resume.oldest)}\n\n"
         sent = 0
-        for item in missed:
+        for item in resume.missed:
             sent = item.seq
             yield item.sse()
         while True:
             while client.queue:
-                item = client.queue.popleft()
-                if item.seq > sent:  # live events already sent by the replay are skipped
-                    sent = item.seq
-                    yield item.sse()
+                chunk: list[str] = []
+                while client.queue and len(chunk) < CHUNK:
+                    item = client.queue.popleft()
+                    if item.seq > sent:  # live events already sent by the replay are skipped
+                        sent = item.seq
+                        chunk.append(item.sse())
+                if chunk:
+                    yield "".join(chunk)
+                await asyncio.sleep(0)  # the other streams' turn: events come in pages
             if client.overflowed:
                 yield ("event: overflow\ndata: {\"reason\": \"this client fell more than "
                        f"{client.limit} events behind; reconnect with Last-Event-ID to "
                        "resume\"}\n\n")
                 return
             if client.closing:
-                yield ("event: shutdown\ndata: {\"reason\": \"the service is shutting down; "
-                       "reconnect with Last-Event-ID to resume\"}\n\n")
+                reason = json.dumps({"reason": hub.shutdown_notice})
+                yield f"event: shutdown\ndata: {reason}\n\n"
                 return
             await client.wait(heartbeat)
             if not client.queue and not client.overflowed and not client.closing:

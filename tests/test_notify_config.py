@@ -185,7 +185,7 @@ def test_toml_error_from_file_names_the_file(tmp_path: Path) -> None:
 def test_unknown_top_level_table() -> None:
     error = fails('[[tenant]]\nid = "a"\napi_keys = []\n',
                   "unknown top-level table or key 'tenant'", "did you mean 'tenants'?",
-                  "expected one of: tenants, admin, webhooks, limits")
+                  "expected one of: tenants, admin, webhooks, broker, limits")
     assert error.where == ""
 
 
@@ -357,7 +357,7 @@ def test_a_misspelt_max_dead_letters_is_named(tmp_path: Path) -> None:
         load_config(path)
     assert str(caught.value) == (
         f"{path}: [webhooks]: unknown key 'max_dead_letter'; did you mean "
-        "'max_dead_letters'? expected one of: allow_hosts, max_dead_letters")
+        "'max_dead_letters'? expected one of: allow_hosts, max_dead_letters, lease")
 
 
 def test_default_path_in_messages() -> None:

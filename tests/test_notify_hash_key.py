@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -62,8 +63,13 @@ def converse(answers: list[str]) -> tuple[int, str]:
             if not chunk:
                 break
             shown += chunk
-            if pending and shown.rstrip().endswith(b":"):
+            # One answer per prompt seen so far (counted, not read off the tail: the terminal
+            # may echo an answer typed before the prompt turned echo off, after the next one).
+            asked = shown.count(b"API key (not shown):") + shown.count(b"again:")
+            while pending and len(answers) - len(pending) < asked:
                 os.write(fd, pending.pop(0).encode() + b"\n")
+    else:
+        os.kill(pid, signal.SIGKILL)  # never left waiting on a child that waits for input
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")

@@ -111,7 +111,7 @@ def test_serve_refuses_a_port_in_use_and_a_database_it_cannot_use(tmp_path: Path
     assert main(["notify", "serve", "--config", str(path), "--port", "0", "--db", str(broken)],
                 stdout=io.StringIO(), stderr=err) == 2
     assert err.getvalue() == (f"fsmc: error: --db {broken}: cannot use it for the "
-                              "subscriptions: file is not a database\n")
+                              "service's database: file is not a database\n")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

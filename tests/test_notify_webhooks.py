@@ -1,7 +1,8 @@
 """Webhook subscriptions over real HTTP: the service (uvicorn) POSTs to a real receiver on
 loopback (allow-listed), signed; retries, dead letters, redrive, tenancy, validation, restart;
-the dispatcher's threads against a slow store; a flood of dead letters written in batches,
-bounded and warned about once; a bug in a delivery; a dispatcher that cannot start."""
+the bus never waiting on the database; a flood of dead letters of full lanes written with the
+recordings, bounded and warned about once; a bug in a delivery; a dispatcher that cannot
+start."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from fsmc.notify import webhooks
 from fsmc.notify.config import NotifyConfig
+from fsmc.notify.eventlog import EventLog, Recorded, Retention
 from fsmc.notify.store import DeadLetter, Subscription, SubscriptionStore
 from fsmc.notify.stream import Item
 from fsmc.notify.webhooks import WebhookDispatcher, redact_urls
@@ -237,18 +239,17 @@ def test_dead_letters_beyond_the_configured_bound_are_dropped_oldest_first(
         assert shown["dropped"] == 2
         warnings = [record.getMessage() for record in caplog.records
                     if record.name == "fsmc.notify" and "dropped" in record.getMessage()]
-        assert warnings == [f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest"]
+        assert warnings[0].startswith(f"webhook {ident}: more than 3 dead letters; dropped the")
         redrive = client.post(f"/v1/subscriptions/{ident}/dead-letters/redrive")
         assert redrive.json() == {"redriven": 3}
         assert [b["id"] for b in receiver.wait_for(3)] == [e.id for e in sent[2:]]
         assert client.get(f"/v1/subscriptions/{ident}/dead-letters").json() == {
             "dead_letters": [], "dropped": 2}
     receiver.server.shutdown()
-    warnings = [record.getMessage() for record in caplog.records
-                if record.name == "fsmc.notify" and "dropped" in record.getMessage()]
-    assert warnings == [f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest",
-                        f"webhook {ident}: more than 3 dead letters; dropped the 1 oldest "
-                        "since the last warning"]
+    warnings = drop_warnings(caplog, ident)  # the lane writes its outcomes in batches: the two
+    # drops come in one warning or in two, the second held back until shutdown
+    assert sum(map(warned_count, warnings)) == 2 and len(warnings) <= 2
+    assert all(warning.endswith("since the last warning") for warning in warnings[1:])
     assert not any(SECRET in record.getMessage() for record in caplog.records)
 
 
@@ -260,49 +261,42 @@ def item(n: int, owner: str = "acme") -> Item:
                 json.dumps({"id": f"evt-{n}"}))
 
 
-class SlowLetters(SubscriptionStore):
-    """An in-memory store that takes `delay` seconds to keep each dead letter."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(":memory:")
-        self.delay = delay
-
-    def add_dead_letter(self, letter: DeadLetter, keep: int | None = None) -> int | None:
-        time.sleep(self.delay)
-        return super().add_dead_letter(letter, keep)
-
-    def add_dead_letters(self, letters: Iterable[DeadLetter],
-                         keep: int | None = None) -> dict[str, int]:
-        time.sleep(self.delay)
-        return super().add_dead_letters(letters, keep)
+def record(store: SubscriptionStore, dispatcher: WebhookDispatcher,
+           items: Iterable[Item]) -> Recorded:
+    """Record `items` as the journal does (the log and every matching subscription's pending
+    deliveries, one transaction), and tell the dispatcher."""
+    result = EventLog(store, Retention(1_000_000)).record(
+        builtins.list(items), lane_limit=dispatcher.lane_limit,
+        keep=dispatcher.max_dead_letters, not_attempted=dispatcher.not_attempted)
+    dispatcher.recorded(result.dead_lettered, result.dropped)
+    return result
 
 
-def test_offer_never_waits_on_the_store() -> None:
-    """The bus's thread hands the dispatcher events whose lane is full; their dead letters are
-    written by the dispatcher's own thread, so a slow store never holds up the bus (and so
-    the streams the bus feeds)."""
-    receiver = Receiver(script=[500])  # then the lane waits 30 s before its second attempt
-    store = SlowLetters(0.3)
-    subscription = store.add("acme", "#", receiver.url, SECRET)
-    dispatcher = WebhookDispatcher(store, LOOPBACK, attempts=2, base_delay=30, max_delay=30,
-                                   lane_limit=1)
-    try:
-        dispatcher.offer(item(0))
-        deadline = time.monotonic() + 10
-        while receiver.calls < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+def test_the_bus_never_waits_on_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's bus subscriber only queues: the journal's writer thread records, so a
+    database that takes 0.3 s per recording never holds up the bus (and the streams it
+    feeds); what was posted is all recorded, in order, in few transactions."""
+    calls: builtins.list[int] = []
+    real = EventLog.record
+
+    def slow(self: EventLog, items: Any, **options: Any) -> Recorded:
+        calls.append(len(items))
+        time.sleep(0.3)
+        return real(self, items, **options)
+
+    monkeypatch.setattr(EventLog, "record", slow)
+    bus = EventBus()
+    with serving(bus, config()):
         started = time.monotonic()
-        for n in range(1, 5):  # the lane is full: each becomes a dead letter
-            dispatcher.offer(item(n))
-        offering = time.monotonic() - started
-    finally:
-        dispatcher.close()  # writes the letters still waiting
-        receiver.server.shutdown()
-    assert offering < 0.3  # not one store write waited for
-    letters = store.dead_letters(subscription.id)
-    assert [letter.event_id for letter in letters] == ["evt-1", "evt-2", "evt-3", "evt-4"]
-    assert all(letter.error.startswith("not attempted") for letter in letters)
-    assert dispatcher.stats()["dead_lettered"] == 4
+        sent = [event("acme", n) for n in range(50)]
+        for each in sent:
+            bus.post(each)
+        posting = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while sum(calls) < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert posting < 0.3  # not one recording waited for
+    assert sum(calls) == 50 and len(calls) <= 3  # batched: what waited went in at once
 
 
 class StaleListing(SubscriptionStore):
@@ -337,7 +331,7 @@ def test_concurrent_refreshes_do_not_undo_each_other(receiver: Receiver) -> None
         store.add("acme", "#", receiver.url, SECRET)
         dispatcher.refresh()
         stale.join(5)
-        dispatcher.offer(item(1))
+        record(store, dispatcher, [item(1)])
         assert [body["id"] for body in receiver.wait_for(1, timeout=5)] == ["evt-1"]
     finally:
         dispatcher.close()
@@ -368,8 +362,7 @@ def test_an_unexpected_failure_is_a_failed_attempt_and_never_leaks_the_url(
     dispatcher = WebhookDispatcher(store, frozenset(), attempts=2, base_delay=0.01,
                                    max_delay=0.01, resolve=resolve)
     try:
-        dispatcher.offer(item(1))
-        dispatcher.offer(item(2))
+        record(store, dispatcher, [item(1), item(2)])
         deadline = time.monotonic() + 10
         while len(store.dead_letters(subscription.id)) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -390,35 +383,9 @@ def unreachable(host: str, port: int, **options: Any) -> Any:
 
 
 # A lane whose first attempt fails, then waits 15-30 s to retry (woken by `close`): every event
-# offered after the first finds it full (with lane_limit=1).
+# recorded after the first finds it full (with lane_limit=1).
 STUCK = {"attempts": 2, "base_delay": 30.0, "max_delay": 30.0, "lane_limit": 1,
          "resolve": unreachable}
-
-
-class CountingStore(SubscriptionStore):
-    """An in-memory store that records the size of each batch of dead letters it is given
-    (each one transaction), and how many single letters; with `gate` set, the first batch
-    waits for it."""
-
-    def __init__(self, gate: threading.Event | None = None) -> None:
-        super().__init__(":memory:")
-        self.batches: builtins.list[int] = []
-        self.singles = 0
-        self.gate = gate
-        self.entered = threading.Event()
-
-    def add_dead_letter(self, letter: DeadLetter, keep: int | None = None) -> int | None:
-        self.singles += 1
-        return super().add_dead_letter(letter, keep)
-
-    def add_dead_letters(self, letters: Iterable[DeadLetter],
-                         keep: int | None = None) -> dict[str, int]:
-        letters = builtins.list(letters)
-        self.batches.append(len(letters))
-        self.entered.set()
-        if self.gate is not None and len(self.batches) == 1:
-            self.gate.wait(30)
-        return super().add_dead_letters(letters, keep)
 
 
 def drop_warnings(caplog: pytest.LogCaptureFixture, ident: str) -> builtins.list[str]:
@@ -430,39 +397,35 @@ def warned_count(message: str) -> int:
     return int(message.split("dropped the ")[1].split()[0])
 
 
-def test_a_flood_into_a_full_lane_is_written_in_batches_bounded_and_warned_once(
+def test_a_flood_into_a_full_lane_is_written_with_the_recordings_bounded_and_warned_once(
         caplog: pytest.LogCaptureFixture) -> None:
-    """100,000 events to two subscriptions whose lanes are full: the dead-letter thread keeps
-    up (a few batches, each one transaction; never one letter at a time), each subscription
-    keeps exactly its newest `max_dead_letters` with the rest counted as dropped, and the log
-    has one warning per subscription, not one per letter; the warnings' counts add up to
-    what was dropped once the dispatcher is closed."""
+    """20,000 events to two subscriptions whose lanes are full: each recording (1,000 events,
+    one transaction) keeps its dead letters of full lanes in that transaction, each
+    subscription keeps exactly its newest `max_dead_letters` with the rest counted as
+    dropped, and the log has one warning per subscription, not one per letter; the
+    warnings' counts add up to what was dropped once the dispatcher is closed."""
     caplog.set_level(logging.WARNING, logger="fsmc.notify")
-    store = CountingStore()
+    store = SubscriptionStore(":memory:")
     subs = [store.add(tenant, "#", "https://hooks.example/T/TOKEN", SECRET)
             for tenant in ("acme", "globex")]
     dispatcher = WebhookDispatcher(store, frozenset(), max_dead_letters=500, **STUCK)
-    total = 100_000
+    total = 20_000
     body = json.dumps({"data": "x" * 500})
     try:
-        started = time.monotonic()
-        for n in range(total):
-            dispatcher.offer(Item(n, f"evt-{n}", "VirtualMachine.Started",
-                                  "acme" if n % 2 else "globex", body))
-        offering = time.monotonic() - started
-        caught_up = started + offering + 5
-        while dispatcher.stats()["dead_lettered"] < total - 2 and \
-                time.monotonic() < caught_up:
-            time.sleep(0.01)
+        for start in range(0, total, 1000):
+            record(store, dispatcher, [Item(0, f"evt-{n}", "VirtualMachine.Started",
+                                            "acme" if n % 2 else "globex", body)
+                                       for n in range(start, start + 1000)])
         assert dispatcher.stats()["dead_lettered"] == total - 2  # each lane holds its first
         for subscription, parity in zip(subs, (1, 0), strict=True):
             kept = store.dead_letters(subscription.id)
             assert [letter.event_id for letter in kept] == [
                 f"evt-{n}" for n in range(total - 1000 + parity, total, 2)]
+            assert all(letter.error.startswith("not attempted") for letter in kept)
             assert store.dropped(subscription.id) == total // 2 - 1 - 500
             assert len(drop_warnings(caplog, subscription.id)) == 1
-        assert store.singles == 0 and sum(store.batches) == total - 2
-        assert len(store.batches) < 1000
+            assert [d.event_id for d in store.pending(subscription.id)] == [
+                f"evt-{parity}"]
     finally:
         dispatcher.close()
     for subscription in subs:
@@ -473,28 +436,38 @@ def test_a_flood_into_a_full_lane_is_written_in_batches_bounded_and_warned_once(
                    for record in caplog.records)
 
 
-def test_the_dead_letter_thread_writes_everything_queued_in_one_transaction() -> None:
-    """While the store writes one batch, the letters that arrive wait; the next batch is all
-    of them, in one call (one transaction), in order."""
-    gate = threading.Event()
-    store = CountingStore(gate)
+def test_a_recording_is_one_transaction() -> None:
+    """An event the database refuses (here a body that is NULL) leaves nothing of its batch:
+    not the events before it in the log, nor their pending deliveries or dead letters."""
+    store = SubscriptionStore(":memory:")
     subscription = store.add("acme", "#", "https://hooks.example/", SECRET)
     dispatcher = WebhookDispatcher(store, frozenset(), **STUCK)
+    log = EventLog(store, Retention(100))
     try:
-        dispatcher.offer(item(0))  # the lane's
-        dispatcher.offer(item(1))  # a batch of one, held at the gate
-        assert store.entered.wait(5)
-        for n in range(2, 302):
-            dispatcher.offer(item(n))
-        gate.set()
-        deadline = time.monotonic() + 5
-        while dispatcher.stats()["dead_lettered"] < 301 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert store.batches == [1, 300]
-        assert [letter.event_id for letter in store.dead_letters(subscription.id)] == [
-            f"evt-{n}" for n in range(1, 302)]
+        broken = Item(0, "evt-bad", "VirtualMachine.Started", "acme", None)  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            record(store, dispatcher, [item(1), item(2), item(3), broken])
+        assert log.after(0) == [] and store.pending(subscription.id) == []
+        assert store.dead_letters(subscription.id) == [] and log.head() == 0
+        assert [i.seq for i in record(store, dispatcher, [item(4)]).items] == [1]  # usable
     finally:
-        gate.set()
+        dispatcher.close()
+
+
+def test_a_duplicate_is_recorded_once() -> None:
+    """An event id the log holds is counted as a duplicate: no second log entry, no second
+    delivery (the broker redelivers what was not acknowledged, publishers resend)."""
+    store = SubscriptionStore(":memory:")
+    subscription = store.add("acme", "#", "https://hooks.example/", SECRET)
+    dispatcher = WebhookDispatcher(store, frozenset(), **{**STUCK, "lane_limit": 100})
+    try:
+        first = record(store, dispatcher, [item(1), item(2)])
+        again = record(store, dispatcher, [item(2), item(3), item(3)])
+        assert [i.id for i in first.items] == ["evt-1", "evt-2"] and first.duplicates == 0
+        assert [(i.seq, i.id) for i in again.items] == [(3, "evt-3")] and again.duplicates == 2
+        assert [d.event_id for d in store.pending(subscription.id)] in (
+            ["evt-1", "evt-2", "evt-3"], ["evt-2", "evt-3"])  # the lane may hold evt-1
+    finally:
         dispatcher.close()
 
 
@@ -505,24 +478,18 @@ class QuickWarnings(WebhookDispatcher):
 def test_drop_warnings_come_at_most_once_an_interval_with_the_count_since_the_last(
         caplog: pytest.LogCaptureFixture) -> None:
     """Drops within the interval after a warning are counted and told by the next warning,
-    which the dead-letter thread writes once the interval is over (no new drop needed)."""
+    which the lease keeper writes once the interval is over (no new drop needed)."""
     caplog.set_level(logging.WARNING, logger="fsmc.notify")
     store = SubscriptionStore(":memory:")
     subscription = store.add("acme", "#", "https://hooks.example/", SECRET)
-    dispatcher = QuickWarnings(store, frozenset(), max_dead_letters=2, **STUCK)
+    dispatcher = QuickWarnings(store, frozenset(), max_dead_letters=2, lease=0.6, **STUCK)
     try:
         for n in range(10):
-            dispatcher.offer(item(n))
-        deadline = time.monotonic() + 5
-        while store.dropped(subscription.id) < 7 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)
+            record(store, dispatcher, [item(n)])
         first = drop_warnings(caplog, subscription.id)
         for n in range(10, 15):
-            dispatcher.offer(item(n))
-        while store.dropped(subscription.id) < 12 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.6)  # the interval is over: the held-back count is told
+            record(store, dispatcher, [item(n)])
+        time.sleep(0.8)  # the interval is over: the held-back count is told
         warnings = drop_warnings(caplog, subscription.id)
     finally:
         dispatcher.close()
@@ -537,30 +504,41 @@ def test_drop_warnings_come_at_most_once_an_interval_with_the_count_since_the_la
     assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(times))
 
 
-def test_close_gives_up_on_a_store_that_does_not_answer(
-        caplog: pytest.LogCaptureFixture) -> None:
-    """`close` waits `close_timeout` for the dead letters still queued, then says with an
-    error how many were not written, and returns."""
+def test_close_gives_up_on_a_database_that_does_not_answer(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal's `close` waits `timeout` for the events posted and not yet recorded, then
+    says with an error how many were not, and returns."""
     caplog.set_level(logging.WARNING, logger="fsmc.notify")
-    gate = threading.Event()
-    store = CountingStore(gate)
-    store.add("acme", "#", "https://hooks.example/", SECRET)
-    dispatcher = WebhookDispatcher(store, frozenset(), close_timeout=0.2, **STUCK)
+    gate, entered = threading.Event(), threading.Event()
+    real = EventLog.record
+
+    def held(self: EventLog, items: Any, **options: Any) -> Recorded:
+        entered.set()
+        gate.wait(30)
+        return real(self, items, **options)
+
+    monkeypatch.setattr(EventLog, "record", held)
+    bus = EventBus()
+    from fsmc.notify.app import create_app
+
+    app = create_app(bus, config())
+    journal = app.state.journal
     try:
-        dispatcher.offer(item(0))  # the lane's
-        dispatcher.offer(item(1))  # held at the gate
-        assert store.entered.wait(5)
-        for n in range(2, 7):
-            dispatcher.offer(item(n))
+        bus.post(event("acme", 0))  # held at the gate
+        assert entered.wait(5)
+        for n in range(1, 7):
+            bus.post(event("acme", n))
         started = time.monotonic()
-        dispatcher.close()
+        journal.close(timeout=0.2)
         assert time.monotonic() - started < 2
     finally:
         gate.set()
+        app.state.webhooks.close()
+        app.state.store.close()
     errors = [record.getMessage() for record in caplog.records
               if record.levelno == logging.ERROR]
-    assert errors == ["webhooks: closed with 6 dead letters not written: the store did not "
-                      "take them within 0.2 s"]
+    assert errors == ["notify: closed with 7 events posted to the service not recorded: the "
+                      "database did not take them within 0.2 s"]
 
 
 # --- a bug in a delivery ---------------------------------------------------------------------
@@ -582,8 +560,7 @@ def test_an_item_whose_delivery_raises_is_dead_lettered_and_the_lane_goes_on(
     subscription = store.add("acme", "#", receiver.url + "?key=TOKEN", SECRET)
     dispatcher = Buggy(store, LOOPBACK, **FAST)
     try:
-        for n in (1, 2):
-            dispatcher.offer(item(n))
+        record(store, dispatcher, [item(1), item(2)])
         assert [body["id"] for body in receiver.wait_for(1, timeout=10)] == ["evt-2"]
     finally:
         dispatcher.close()

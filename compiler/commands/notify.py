@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import sqlite3
 import sys
 from typing import Any, TextIO
 
@@ -17,8 +16,12 @@ serve: run the notification service over HTTP (uvicorn): tenants authenticate wi
 key (Authorization: Bearer KEY) and follow their own resources' events at GET /v1/events
 (Server-Sent Events; resume with Last-Event-ID) or subscribe webhooks at /v1/subscriptions
 (kept in --db, signed, retried, dead-lettered). With --amqp, the events come from the
-RabbitMQ exchange fsmc.events (each service process reads a queue of its own, so several can
-run behind a load balancer); without it, only what this process's bus carries.
+RabbitMQ exchange fsmc.events through the durable queue named in the config ([broker] queue,
+default fsmc.notify; one active consumer at a time): an event is acknowledged only once it is
+recorded in --db, and events published while the service is down wait in the queue. --db is an
+SQLite file (one instance) or a PostgreSQL URL (postgresql://...): several instances on one
+database and one broker share the queue, the replay log and the webhook lanes, behind any load
+balancer. Without --amqp, only what this process's bus carries.
 
 CONFIG is TOML: [[tenants]] id + api_keys, [admin] api_keys (keys stored as
 "sha256:<hex digest>"), optional [limits] and [webhooks]; see docs/notify.md.
@@ -43,8 +46,9 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--amqp", metavar="URL", help="follow the broker's events")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    serve.add_argument("--db", default="notify.db", metavar="FILE",
-                       help="SQLite file of the webhook subscriptions (default notify.db)")
+    serve.add_argument("--db", default="notify.db", metavar="FILE|URL",
+                       help="the service's database: an SQLite file (default notify.db) or a "
+                            "PostgreSQL URL shared by several instances")
     serve.set_defaults(run=run_serve)
     hashing = actions.add_parser("hash-key", help="hash an API key for the config")
     hashing.add_argument("key", nargs="?", help=argparse.SUPPRESS)  # refused with the reason
@@ -87,6 +91,7 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"fsmc: error: the service needs its extra: pip install 'fsmc[notify]' "
                   f"({error})\n")
         return 2
+    from fsmc.notify.database import database_errors, shown_url
     from fsmc.runtime import EventBus
 
     try:
@@ -101,12 +106,13 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                   f"{error.strerror or error}\n")
         return 2
     bus = EventBus()
+    refusals: tuple[type[Exception], ...] = (*database_errors(), OSError)
     try:
         app = create_app(bus, config, subscriptions=args.db)
-    except (sqlite3.Error, OSError) as error:
+    except refusals as error:
         listener.close()
-        err.write(f"fsmc: error: --db {args.db}: cannot use it for the subscriptions: "
-                  f"{error}\n")
+        err.write(f"fsmc: error: --db {shown_url(args.db)}: cannot use it for the service's "
+                  f"database: {str(error).strip()}\n")
         return 2
     consumer, source = None, ""
     if args.amqp:
@@ -121,12 +127,16 @@ def run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         logging.getLogger("pika").setLevel(logging.CRITICAL)
         try:
-            consumer = AmqpConsumer(args.amqp, None, ["#"], bus=bus)
+            consumer = AmqpConsumer(
+                args.amqp, config.queue, ["#"], record=app.state.journal.record,
+                queue_arguments={"x-queue-type": config.queue_type,
+                                 "x-single-active-consumer": True})
         except ValueError as error:
             listener.close()
             err.write(f"fsmc: error: --amqp: {error}\n")
             return 2
-        source = f", events from {redacted(args.amqp)}"
+        app.state.before_close.append(consumer.close)  # no recording into a closed database
+        source = f", events from {redacted(args.amqp)} queue {config.queue}"
     tenants = len(config.tenants)
     err.write(f"fsmc: notification service on http://{args.host}:{args.port}/ "
               f"({tenants} tenant{'' if tenants == 1 else 's'}{source})\n")

@@ -13,6 +13,24 @@ consumes with manual acknowledgements and a prefetch window. For each message:
   by then; if this process dies before the ack, the broker delivers the message again (and,
   the window being in memory, a new process posts it again: at least once).
 
+With `record=`, messages are handed over in batches instead of posted one by one: the thread
+takes what the broker has delivered (up to `batch`, or as many as are already waiting in the
+client), calls `record(events)` — which returns once the events are durable where they must go
+(the notification service's database) — and only then acknowledges the whole batch at once
+(`basic.ack` with `multiple`). If `record` raises, the batch is given back to the queue
+(`basic.nack` with `requeue`) and the thread waits before it takes more (doubling up to
+`max_reconnect_delay`). A process killed at any point leaves every message either recorded or
+unacknowledged, and the broker delivers the unacknowledged ones again (at least once). `close`
+then drops the connection instead of cancelling the consumer: the broker puts the messages it
+had delivered back in their places in the queue as the consumer goes, before a queue with a
+single active consumer moves to the next one (after a `basic.cancel` the next consumer starts
+on the later messages while these are still held, and gets them after those: out of order).
+
+`queue_arguments` are given to the queue's declaration: `{"x-queue-type": "quorum"}` makes a
+quorum queue (replicated where the broker has several nodes; RabbitMQ 3.8 or later). A queue
+that already exists with other arguments (a classic queue of the same name) is used as it is,
+with a warning saying so, rather than refused.
+
 The thread reconnects with exponential backoff when the connection drops.
 """
 
@@ -21,7 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pika
@@ -29,6 +47,7 @@ import pika
 from ..cloudevent import MalformedEvent, decode
 from ..dispatch import Bus
 from ..errors import BusClosed
+from ..events import StateChanged
 from ..topics import validate_pattern
 from .url import parameters
 
@@ -47,9 +66,12 @@ class AmqpConsumer:
     """
 
     def __init__(self, url: str, queue: str | None, bindings: Iterable[str] = ("#",),
-                 exchange: str = "fsmc.events", *, bus: Bus, prefetch: int = 256,
-                 dedupe_window: int = 100_000, dead_letter_queue: str | None = None,
-                 reconnect_delay: float = 0.1, max_reconnect_delay: float = 5.0) -> None:
+                 exchange: str = "fsmc.events", *, bus: Bus | None = None,
+                 record: Callable[[list[StateChanged]], object] | None = None,
+                 batch: int = 256, queue_arguments: Mapping[str, Any] | None = None,
+                 prefetch: int = 256, dedupe_window: int = 100_000,
+                 dead_letter_queue: str | None = None, reconnect_delay: float = 0.1,
+                 max_reconnect_delay: float = 5.0) -> None:
         self.bindings = tuple(bindings)
         for pattern in self.bindings:
             validate_pattern(pattern)
@@ -59,12 +81,22 @@ class AmqpConsumer:
             raise ValueError(f"prefetch must be a positive int, not {prefetch!r}")
         if not isinstance(dedupe_window, int) or dedupe_window < 0:
             raise ValueError(f"dedupe_window must be an int >= 0, not {dedupe_window!r}")
+        if (bus is None) == (record is None):
+            raise ValueError("give either bus= (post each event) or record= (batches)")
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, not {batch!r}")
+        if record is not None and queue is None:
+            raise ValueError("record= needs a named queue: a server-named one dies with its "
+                             "connection, and what it held with it")
         self._parameters = parameters(url)
         self.queue = queue
         self.exchange = exchange
         self._shown = f"queue {queue}" if queue else "a server-named queue"  # for the logs
         self.dead_letter_queue = dead_letter_queue or (f"{queue}.dead" if queue else None)
         self._bus = bus
+        self._record = record
+        self._batch = min(batch, prefetch)
+        self._queue_arguments = dict(queue_arguments or {})
         self._prefetch = prefetch
         self._window = dedupe_window
         self._seen: set[str] = set()
@@ -76,7 +108,7 @@ class AmqpConsumer:
         self._connection: Any = None
         self._channel: Any = None
         self._counts = dict.fromkeys(("received", "delivered", "duplicates", "dead_lettered",
-                                      "connects"), 0)
+                                      "connects", "batches", "requeued"), 0)
         self.queue_name: str | None = queue  # the server's name for a server-named queue
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"fsmc-amqp-consumer-{queue or 'tail'}")
@@ -87,8 +119,9 @@ class AmqpConsumer:
         return self._ready.wait(timeout)
 
     def stats(self) -> dict[str, int]:
-        """Counters: `received`, `delivered` (posted to the bus), `duplicates` (dropped),
-        `dead_lettered`, `connects`."""
+        """Counters: `received`, `delivered` (posted to the bus, or recorded), `duplicates`
+        (dropped), `dead_lettered`, `connects`, `batches` (recorded), `requeued` (given back
+        because `record` failed)."""
         with self._lock:
             return dict(self._counts)
 
@@ -112,14 +145,17 @@ class AmqpConsumer:
             connection = None
             try:
                 connection = pika.BlockingConnection(self._parameters)
-                channel = connection.channel()
-                self._declare(channel)
+                channel = self._declare(connection.channel())
                 with self._lock:
                     self._connection, self._channel = connection, channel
                     self._counts["connects"] += 1
                 delay, failures = self._delays[0], 0
                 self._ready.set()
-                if not self._stopped.is_set():
+                if self._stopped.is_set():
+                    pass
+                elif self._record is not None:
+                    self._consume_batches(channel)
+                else:
                     channel.start_consuming()
             except (pika.exceptions.AMQPError, OSError) as error:
                 failures += 1
@@ -140,10 +176,10 @@ class AmqpConsumer:
                 break
             delay = min(delay * 2, self._delays[1])
 
-    def _declare(self, channel: Any) -> None:
+    def _declare(self, channel: Any) -> Any:
         channel.exchange_declare(exchange=self.exchange, exchange_type="topic", durable=True)
         if self.queue:
-            channel.queue_declare(queue=self.queue, durable=True)
+            channel = self._declare_named(channel)
             name = self.queue
         else:
             name = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
@@ -154,7 +190,87 @@ class AmqpConsumer:
             channel.queue_declare(queue=self.dead_letter_queue, durable=True)
             channel.confirm_delivery()  # a dead letter is confirmed before its original is acked
         channel.basic_qos(prefetch_count=self._prefetch)
-        channel.basic_consume(queue=name, on_message_callback=self._on_message)
+        if self._record is None:
+            channel.basic_consume(queue=name, on_message_callback=self._on_message)
+        return channel
+
+    def _declare_named(self, channel: Any) -> Any:
+        """Declare the durable named queue with `queue_arguments`; one that exists with
+        others is used as it is (a warning says so). Returns the channel to go on with (the
+        broker closes a channel whose declaration it refused)."""
+        try:
+            channel.queue_declare(queue=self.queue, durable=True,
+                                  arguments=self._queue_arguments or None)
+            return channel
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code != 406 or not self._queue_arguments:  # PRECONDITION_FAILED
+                raise
+            logger.warning("AMQP consumer: %s exists with other arguments than %s (%s); "
+                           "using it as it is", self._shown, self._queue_arguments,
+                           error.reply_text)
+        channel = channel.connection.channel()
+        channel.queue_declare(queue=self.queue, passive=True)
+        return channel
+
+    def _consume_batches(self, channel: Any) -> None:
+        """Record what the broker delivers in batches, acknowledging each batch once
+        recorded (see the module documentation). Returns when `close` is called."""
+        batch: list[tuple[Any, Any, bytes]] = []
+        pause = self._delays[0]
+        for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.1):
+            if method is not None:
+                batch.append((method, properties, body))
+                if len(batch) < self._batch and channel.get_waiting_message_count():
+                    continue
+            if batch:
+                if self._flush(channel, batch):
+                    pause = self._delays[0]
+                else:
+                    self._stopped.wait(pause)
+                    pause = min(pause * 2, self._delays[1])
+                batch = []
+            if self._stopped.is_set():
+                break
+        _drop(channel.connection)
+
+
+
+    def _flush(self, channel: Any, batch: list[tuple[Any, Any, bytes]]) -> bool:
+        """Record `batch` and acknowledge it (True), or give it back to the queue (False)."""
+        assert self._record is not None
+        events: list[StateChanged] = []
+        for method, properties, body in batch:
+            try:
+                event = decode(body)
+            except MalformedEvent as error:
+                self._dead_letter(channel, method, properties, body, str(error))
+                continue
+            if event.id in self._seen:
+                with self._lock:
+                    self._counts["duplicates"] += 1
+                continue
+            events.append(event)
+        last = batch[-1][0].delivery_tag
+        with self._lock:
+            self._counts["received"] += len(batch)
+        try:
+            if events:
+                self._record(events)
+        except Exception as error:
+            logger.error("AMQP consumer of %s: recording %d events failed (they go back to "
+                         "the queue): %s: %s", self._shown, len(events), type(error).__name__,
+                         error)
+            channel.basic_nack(last, multiple=True, requeue=True)
+            with self._lock:
+                self._counts["requeued"] += len(batch)
+            return False
+        for event in events:
+            self._remember(event.id)
+        with self._lock:
+            self._counts["delivered"] += len(events)
+            self._counts["batches"] += 1
+        channel.basic_ack(last, multiple=True)
+        return True
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         with self._lock:
@@ -170,6 +286,7 @@ class AmqpConsumer:
                 self._counts["duplicates"] += 1
             channel.basic_ack(method.delivery_tag)
             return
+        assert self._bus is not None
         try:
             self._bus.post(event)
         except BusClosed:
@@ -212,17 +329,30 @@ class AmqpConsumer:
             delivery_mode=2, headers=headers))
 
 
+def _drop(connection: Any) -> None:
+    """Send what is written (the last acknowledgement), then drop the socket without a
+    `basic.cancel` or `connection.close` (see the module documentation)."""
+    try:
+        connection.process_data_events(time_limit=0)
+        connection._impl._adapter_disconnect_stream()  # pika has no public abort (1.x)
+        connection.process_data_events(time_limit=0)
+    except Exception:
+        logger.debug("AMQP consumer: the connection was gone already", exc_info=True)
+
+
 def declare_queue(url: str, queue: str, bindings: Iterable[str] = ("#",),
-                  exchange: str = "fsmc.events") -> None:
-    """Declare the durable exchange and the durable `queue` bound with `bindings`, now (it
-    waits on the broker): events published from then on wait in the queue for a consumer that
-    starts later."""
+                  exchange: str = "fsmc.events", *,
+                  queue_arguments: Mapping[str, Any] | None = None) -> None:
+    """Declare the durable exchange and the durable `queue` (with `queue_arguments`, such as
+    `{"x-queue-type": "quorum"}`) bound with `bindings`, now (it waits on the broker): events
+    published from then on wait in the queue for a consumer that starts later."""
     patterns = [validate_pattern(pattern) for pattern in bindings]
     connection = pika.BlockingConnection(parameters(url))
     try:
         channel = connection.channel()
         channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
-        channel.queue_declare(queue=queue, durable=True)
+        channel.queue_declare(queue=queue, durable=True,
+                              arguments=dict(queue_arguments) if queue_arguments else None)
         for pattern in patterns:
             channel.queue_bind(queue=queue, exchange=exchange, routing_key=pattern)
     finally:
