@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -53,12 +54,18 @@ Visible = Callable[[Item], bool]
 
 # An `id:` line ends at CR or LF, and a NUL makes browsers ignore it (the body keeps the id).
 _SSE_ID_UNSAFE = str.maketrans({"\r": "%0D", "\n": "%0A", "\x00": "%00"})
+# A lone surrogate cannot be written as UTF-8: not on the wire, not in the replay log.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def sse_id(event_id: str) -> str:
-    """`event_id` as an SSE `id:` field (and the `Last-Event-ID` a client sends back): an id
-    from an application or a broker may hold any character, a line break included."""
-    return event_id.translate(_SSE_ID_UNSAFE)
+    """`event_id` as an SSE `id:` field (and the `Last-Event-ID` a client sends back, and the
+    replay log's key): an id from an application or a broker may hold any character, a line
+    break or a lone surrogate included."""
+    safe = event_id.translate(_SSE_ID_UNSAFE)
+    if safe.isascii():
+        return safe
+    return _SURROGATE.sub(lambda found: f"%u{ord(found.group()):04X}", safe)
 
 
 @dataclass(eq=False)

@@ -217,40 +217,49 @@ def sse_fields(frame: str) -> list[tuple[str, str]]:
     return [tuple(line.split(": ", 1)) for line in lines if line]  # type: ignore[misc]
 
 
-def test_hostile_ids_and_payloads_stay_inside_their_sse_fields() -> None:
+def test_hostile_ids_and_payloads_stay_inside_their_sse_fields(tmp_path: Any) -> None:
     """An id or a payload holding CR, LF, U+2028, NUL or `data:` lines cannot add a field or
     an event: each frame is `id`, `event`, one `data` line whose JSON is the event; a client
-    resuming from such an id gets what followed it."""
+    resuming from such an id (recorded in the durable replay log) gets what followed it."""
+    import asyncio
     import json
 
-    from fsmc.notify.stream import Hub
+    from fsmc.notify.eventlog import EventLog, Retention
+    from fsmc.notify.journal import Journal
+    from fsmc.notify.store import SubscriptionStore
+    from fsmc.notify.stream import Client, Hub
+    from fsmc.notify.webhooks import WebhookDispatcher
 
     from tests.hostile import PAYLOAD_TEXTS
 
-    hub = Hub(source="test", owner=lambda event: None)
-    items: list[Any] = []
-    hub.add_listener(items.append)
-    for n, text in enumerate(PAYLOAD_TEXTS):
-        hub.publish(StateChanged("M", text, "E", "A", "B", (), {"text": text},
-                                 id=f"{n} {text}"))
-    for n, (item, text) in enumerate(zip(items, PAYLOAD_TEXTS, strict=True)):
-        fields = sse_fields(item.sse())
-        assert [name for name, _ in fields] == ["id", "event", "data"], fields
-        assert "\x00" not in fields[0][1]
-        data = json.loads(fields[2][1])
-        assert data["id"] == f"{n} {text}" and data["data"]["payload"] == {"text": text}
-        assert data["subject"] == text
-    import asyncio
-
-    from fsmc.notify.stream import Client
-
+    store = SubscriptionStore(tmp_path / "notify.db")
+    log = EventLog(store, Retention(10_000))
+    hub = Hub(log, shutdown_notice="test")
+    webhooks = WebhookDispatcher(store, frozenset())
+    journal = Journal(log, hub, webhooks, owner=lambda event: None, source="test")
     loop = asyncio.new_event_loop()
     try:
+        recorded = journal.record([
+            StateChanged("M", text, "E", "A", "B", (), {"text": text}, id=f"{n} {text}")
+            for n, text in enumerate(PAYLOAD_TEXTS)])
+        items = list(recorded.items)
+        assert len(items) == len(PAYLOAD_TEXTS)
+        for n, (item, text) in enumerate(zip(items, PAYLOAD_TEXTS, strict=True)):
+            fields = sse_fields(item.sse())
+            assert [name for name, _ in fields] == ["id", "event", "data"], fields
+            assert "\x00" not in fields[0][1]
+            data = json.loads(fields[2][1])
+            assert data["id"] == f"{n} {text}" and data["data"]["payload"] == {"text": text}
+            assert data["subject"] == text and data["source"] == "test"
         for n, item in enumerate(items):
             client = Client(lambda item: True, loop, 100)
-            missed, complete = hub.connect(client, sse_fields(item.sse())[0][1])
-            assert complete and missed == items[n + 1:]
+            resume = hub.connect(client, sse_fields(item.sse())[0][1])
+            assert resume.complete
+            assert [i.id for i in resume.missed] == [i.id for i in items[n + 1:]]
             hub.disconnect(client)
     finally:
         loop.close()
-    hub.close()
+        hub.close()
+        journal.close()
+        webhooks.close()
+        store.close()

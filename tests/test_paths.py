@@ -61,13 +61,14 @@ def test_generated_tests_fail_on_a_mutated_table(tmp_path: Path) -> None:
     (package / "__init__.py").write_text("")
     source = (ROOT / "generated" / "volume.py").read_text("utf-8")
     # Creating --OperationSucceeded--> Ready (line 50) now goes to Allocated, in both tables.
-    mutated = source.replace("candidate(_S.Ready),  # line 50",
-                             "candidate(_S.Allocated),  # line 50", 1)
+    ready, allocated = "Volume.State.Ready", "Volume.State.Allocated"
+    mutated = source.replace(f"candidate({ready}),  # line 50",
+                             f"candidate({allocated}),  # line 50", 1)
     table = "_VOLUME_OPERATION_SUCCEEDED_PLAIN: dict[Volume.State, Volume.State] = {\n" \
-            "    _S.Allocated: _S.Allocated,\n    _S.Creating: _S.Ready,"
-    assert table in mutated
-    mutated = mutated.replace(table, table.replace("_S.Creating: _S.Ready",
-                                                   "_S.Creating: _S.Allocated"))
+            f"    {allocated}: {allocated},\n    Volume.State.Creating: {ready},"
+    assert table in mutated and mutated != source
+    mutated = mutated.replace(table, table.replace(f"Creating: {ready}",
+                                                   f"Creating: {allocated}"))
     (package / "volume.py").write_text(mutated, encoding="utf-8")
     code, _ = run("paths", str(ROOT / "specs" / "volume.fsm"), "--format", "pytest",
                   "--package", "mutant", "-o", str(tmp_path / "test_volume_paths.py"))
